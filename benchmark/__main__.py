@@ -1,0 +1,7 @@
+"""``python -m benchmark`` is ``qmap``."""
+
+import sys
+
+from benchmark.cli import main
+
+sys.exit(main())

@@ -1,0 +1,360 @@
+"""Suites: labelled method rows x datasets x seeds, each run trained once and scored.
+
+A suite YAML names a trainer config, datasets (label -> data config) and rows (label -> method
+config + overrides). Every (row, dataset, seed) becomes one run folder
+``<out>/<suite>/<label>__<dataset>__s<seed>/`` holding ``config.yaml`` (the composed, resolved
+configuration, usable with ``qmap fit --config``), ``run.json``, ``rows.csv``, ``samples/`` and
+``checkpoints/last.ckpt``. A run is skipped only when its ``run.json`` says ``done`` and its
+config hash matches; editing a config reruns it.
+
+One device: runs execute in this process (one start-up cost for the whole suite). More than one
+device: each run is its own process (``qmap _run-one RUN_DIR``), because DDP relaunches the
+command line of the process that starts it and must relaunch one run, never the whole suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark import results
+
+CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
+TRAINER_PASSTHROUGH = ("accelerator", "devices", "strategy", "num_nodes", "precision")
+# Entries that say where things go, not what is computed: excluded from the config hash so a
+# moved output folder does not rerun everything.
+_UNHASHED = (("evaluator",), ("trainer", "default_root_dir"))
+
+
+@dataclass
+class RunSpec:
+    """One run of a suite: its id, folder, composed config and metadata for run.json."""
+
+    suite: str
+    label: str
+    dataset: str
+    seed: int
+    run_dir: Path
+    config: dict[str, Any]
+    quick: bool = False
+    notes: list[str] = field(default_factory=list)
+    order: int = 0  # the row's position in the suite: tables list methods in this order
+
+    @property
+    def run_id(self) -> str:
+        return results.make_run_id(self.label, self.dataset, self.seed)
+
+    @property
+    def config_hash(self) -> str:
+        hashed = copy.deepcopy(self.config)
+        for path in _UNHASHED:
+            _pop_path(hashed, path)
+        return results.config_hash(hashed)
+
+
+def resolve_config_path(name: str | Path, base: Path | None = None) -> Path:
+    """Find a config file: as given, next to the suite file, or under ``benchmark/configs``."""
+    candidates = [Path(name)]
+    if base is not None:
+        candidates.append(base / name)
+    candidates.append(CONFIG_ROOT / name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"config {name!s} not found (looked in: {', '.join(str(c) for c in candidates)})")
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; the error names the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: invalid YAML ({err})") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into a copy of ``base``; nested mappings merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in a nested dict, creating levels as needed."""
+    parts = dotted.split(".")
+    node = config
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ValueError(f"cannot set {dotted!r}: {part!r} is not a mapping")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _pop_path(config: dict[str, Any], path: tuple[str, ...]) -> None:
+    node = config
+    for part in path[:-1]:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return
+    node.pop(path[-1], None)
+
+
+def expand_suite(suite_path: str | Path, out: str | Path = "runs", overrides: Mapping[str, Any] | None = None,
+                 seeds: list[int] | None = None) -> list[RunSpec]:
+    """Expand a suite YAML into run specs (nothing is run).
+
+    Args:
+        suite_path: the suite YAML.
+        out: folder that receives ``<suite>/<run_id>/``.
+        overrides: dotted keys applied to every run last (``trainer.devices``, ``data.init_args.root``).
+        seeds: replace the suite's seeds.
+    """
+    suite_path = Path(suite_path)
+    suite = load_yaml(suite_path)
+    base = suite_path.parent
+    name = suite.get("name") or suite_path.stem
+    unknown = set(suite) - {"name", "description", "seeds", "trainer", "datasets", "rows"}
+    if unknown:
+        raise ValueError(f"{suite_path}: unknown keys {sorted(unknown)}")
+    if not suite.get("rows") or not suite.get("datasets"):
+        raise ValueError(f"{suite_path}: a suite needs 'rows' and 'datasets'")
+    trainer_cfg = load_yaml(resolve_config_path(suite["trainer"], base)) if suite.get("trainer") else {}
+    labels = [row.get("label") for row in suite["rows"]]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if None in labels or duplicates:
+        raise ValueError(f"{suite_path}: every row needs a unique 'label' (duplicates: {duplicates})")
+    specs = []
+    for seed in seeds if seeds is not None else suite.get("seeds", [0]):
+        for dataset, data_entry in suite["datasets"].items():
+            data_entry = {"config": data_entry} if isinstance(data_entry, str) else dict(data_entry)
+            data_cfg = load_yaml(resolve_config_path(data_entry["config"], base))
+            for order, row in enumerate(suite["rows"]):
+                extra = set(row) - {"label", "method", "overrides", "quick", "note"}
+                if extra:
+                    raise ValueError(f"{suite_path}: row {row['label']!r} has unknown keys {sorted(extra)}")
+                method_cfg = load_yaml(resolve_config_path(row["method"], base))
+                config = deep_merge(deep_merge(trainer_cfg, method_cfg), data_cfg)
+                for key, value in (data_entry.get("overrides") or {}).items():
+                    set_dotted(config, key, value)
+                for key, value in (row.get("overrides") or {}).items():
+                    set_dotted(config, key, value)
+                for key, value in (overrides or {}).items():
+                    set_dotted(config, key, value)
+                set_dotted(config, "data.init_args.dataset", dataset)
+                config["seed_everything"] = int(seed)
+                run_dir = Path(out) / name / results.make_run_id(row["label"], dataset, seed)
+                set_dotted(config, "trainer.default_root_dir", str(run_dir))
+                config["evaluator"] = deep_merge(config.get("evaluator") or {}, {
+                    "out_dir": str(run_dir), "suite": name, "label": row["label"], "seed": int(seed),
+                    "run_id": results.make_run_id(row["label"], dataset, seed)})
+                specs.append(RunSpec(name, row["label"], dataset, int(seed), run_dir, config,
+                                     quick=bool(row.get("quick", False)),
+                                     notes=[row["note"]] if row.get("note") else [], order=order))
+    return specs
+
+
+def is_done(spec: RunSpec) -> bool:
+    """True when the run finished with this exact configuration."""
+    info_path = spec.run_dir / results.RUN_FILE
+    if not info_path.exists():
+        return False
+    info = results.read_json(info_path)
+    return info.get("status") == "done" and info.get("config_hash") == spec.config_hash
+
+
+def _base_info(spec: RunSpec) -> dict[str, Any]:
+    return {
+        "suite": spec.suite, "run_id": spec.run_id, "label": spec.label, "dataset": spec.dataset,
+        "seed": spec.seed, "config_hash": spec.config_hash, "quick": spec.quick, "notes": spec.notes,
+        "order": spec.order,
+        "git_commit": results.git_commit(Path(__file__).parent), "versions": results.package_versions(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def prepare(spec: RunSpec) -> None:
+    """Write ``config.yaml`` and a ``running`` run.json (a crash leaves a visible trace)."""
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    results.atomic_write_text(spec.run_dir / results.CONFIG_FILE, yaml.safe_dump(spec.config, sort_keys=False))
+    results.write_json(spec.run_dir / results.RUN_FILE, _base_info(spec) | {"status": "running"})
+
+
+def execute(run_dir: Path) -> dict[str, Any]:
+    """Train (when the method learns) and score one prepared run in this process.
+
+    Returns the final run.json content. The in-memory weights after ``fit`` are the last
+    checkpoint's: the last state is what gets scored, and nothing selects on the test split.
+    """
+    from benchmark.lightning_cli import build_cli
+
+    info = results.read_json(run_dir / results.RUN_FILE)
+    config = load_yaml(run_dir / results.CONFIG_FILE)
+    cli = build_cli(config, run=False, save_config=False)
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    durations: dict[str, float] = {}
+    if model.trainable:
+        started = time.perf_counter()
+        trainer.fit(model, datamodule=datamodule)
+        durations["fit"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    durations["test"] = round(time.perf_counter() - started, 3)
+    evaluator = next(cb for cb in trainer.callbacks if type(cb).__name__ == "Evaluator")
+    enhancer = getattr(model, "generator", model)
+    info.update({
+        "status": "done",
+        "method": type(model).__name__,
+        "class_path": f"{type(model).__module__}.{type(model).__qualname__}",
+        "split": getattr(datamodule, "split", None),
+        "data": datamodule.describe() if hasattr(datamodule, "describe") else {},
+        "full_resolution": getattr(model, "full_resolution", "whole image"),
+        "durations": durations,
+        "iterations": int(getattr(model, "iterations", trainer.global_step)) if model.trainable else 0,
+        "params": sum(p.numel() for p in enhancer.parameters()),
+        "device": _device_name(trainer),
+        "world_size": trainer.world_size,
+        "unavailable": evaluator.unavailable,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    })
+    if trainer.is_global_zero:
+        results.write_json(run_dir / results.RUN_FILE, info)
+    return info
+
+
+def _device_name(trainer: Any) -> str:
+    import torch
+
+    root = trainer.strategy.root_device
+    if root.type == "cuda":
+        return torch.cuda.get_device_name(root)
+    return f"{root.type} ({os.cpu_count()} cores)"
+
+
+def run_one_main(argv: list[str]) -> int:
+    """``qmap _run-one RUN_DIR``: execute one prepared run (also what DDP relaunches)."""
+    if len(argv) != 1:
+        print("usage: qmap _run-one RUN_DIR", file=sys.stderr)
+        return 2
+    execute(Path(argv[0]))
+    return 0
+
+
+def _record_failure(spec: RunSpec, error: str) -> None:
+    info_path = spec.run_dir / results.RUN_FILE
+    info = results.read_json(info_path) if info_path.exists() else _base_info(spec)
+    info.update({"status": "failed", "error": error[-4000:],
+                 "finished": datetime.now(UTC).isoformat(timespec="seconds")})
+    results.write_json(info_path, info)
+
+
+def run_suite(specs: list[RunSpec], devices: int = 1, force: bool = False) -> dict[str, str]:
+    """Run every spec that is not already done; returns run id -> "done" | "skipped" | "failed"."""
+    outcome: dict[str, str] = {}
+    total = len(specs)
+    for index, spec in enumerate(specs, start=1):
+        prefix = f"[{index}/{total}] {spec.run_id}"
+        if not force and is_done(spec):
+            print(f"{prefix}: done with this config already, skipped", flush=True)
+            outcome[spec.run_id] = "skipped"
+            continue
+        prepare(spec)
+        print(f"{prefix}: running in {spec.run_dir}", flush=True)
+        started = time.perf_counter()
+        try:
+            if devices > 1:
+                env = {k: v for k, v in os.environ.items()
+                       if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK")}
+                subprocess.run([sys.executable, "-m", "benchmark.cli", "_run-one", str(spec.run_dir)],
+                               env=env, check=True)
+                info = results.read_json(spec.run_dir / results.RUN_FILE)
+                if info.get("status") != "done":
+                    raise RuntimeError(f"run process ended without marking {spec.run_dir} done")
+            else:
+                execute(spec.run_dir)
+        except Exception as err:  # one failed run must not lose the others: record it and go on
+            _record_failure(spec, "".join(traceback.format_exception(err)))
+            print(f"{prefix}: FAILED after {time.perf_counter() - started:.1f} s: {err}", file=sys.stderr, flush=True)
+            outcome[spec.run_id] = "failed"
+            continue
+        print(f"{prefix}: done in {time.perf_counter() - started:.1f} s", flush=True)
+        outcome[spec.run_id] = "done"
+    return outcome
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``qmap suite SUITE.yaml [--out DIR] [--devices N] ...``."""
+    parser = argparse.ArgumentParser(prog="qmap suite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("suite", help="suite YAML (a path, or a name under benchmark/configs/suites/)")
+    parser.add_argument("--out", default="runs", help="output folder; runs land in OUT/<suite>/<run_id>/ (default: runs)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="replace the suite's seeds")
+    parser.add_argument("--only", nargs="+", metavar="LABEL", help="run only these row labels")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a dotted config key in every run, e.g. data.init_args.root=/data/fivek")
+    parser.add_argument("--force", action="store_true", help="rerun runs that are already done")
+    parser.add_argument("--list", action="store_true", help="print the runs and whether they are done, run nothing")
+    for option in TRAINER_PASSTHROUGH:
+        parser.add_argument(f"--{option}", help=f"Lightning Trainer option {option} for every run")
+    args = parser.parse_args(argv)
+
+    suite_path = Path(args.suite)
+    if not suite_path.is_file():
+        suite_path = resolve_config_path(Path("suites") / (args.suite if args.suite.endswith(".yaml") else f"{args.suite}.yaml"))
+    overrides: dict[str, Any] = {}
+    for option in TRAINER_PASSTHROUGH:
+        value = getattr(args, option)
+        if value is not None:
+            overrides[f"trainer.{option}"] = _parse_value(value)
+    for item in args.sets:
+        if "=" not in item:
+            parser.error(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key] = _parse_value(value)
+    specs = expand_suite(suite_path, args.out, overrides, args.seeds)
+    if args.only:
+        unknown = set(args.only) - {spec.label for spec in specs}
+        if unknown:
+            parser.error(f"--only: no rows labelled {sorted(unknown)}")
+        specs = [spec for spec in specs if spec.label in args.only]
+    if args.list:
+        for spec in specs:
+            print(f"{spec.run_id:40s} {'done' if is_done(spec) else 'to run'}  {spec.run_dir}")
+        return 0
+    devices = overrides.get("trainer.devices", 1)
+    devices = devices if isinstance(devices, int) else 2  # "auto", lists: let each run own its process
+    outcome = run_suite(specs, devices=devices, force=args.force)
+    failed = [run for run, state in outcome.items() if state == "failed"]
+    suite_dir = Path(args.out) / (specs[0].suite if specs else suite_path.stem)
+    print(f"Suite finished: {sum(s == 'done' for s in outcome.values())} run, "
+          f"{sum(s == 'skipped' for s in outcome.values())} skipped, {len(failed)} failed. Runs are in {suite_dir}/")
+    if failed:
+        print(f"Failed runs (see their run.json): {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Data regimes for quality mapping: paired, weakly-paired, unpaired and video, plus the demo sets."""
