@@ -27,6 +27,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from benchmark import results
 from benchmark.metrics import METRIC_NAMES, ImageScorer, psnr, quantize
 
+_ANNOUNCED: set[str] = set()
+
 
 class Evaluator(L.Callback):
     """Scores test outputs identically for every method and writes per-image rows.
@@ -83,7 +85,9 @@ class Evaluator(L.Callback):
             self.unavailable = dict(self._scorer.unavailable)
             if trainer.is_global_zero:
                 for metric, message in self.unavailable.items():
-                    print(f"[qmap] {metric} is n/a: {message}", file=sys.stderr)
+                    if message not in _ANNOUNCED:  # once per process, not once per suite run
+                        _ANNOUNCED.add(message)
+                        print(f"[qmap] {metric} is n/a: {message}", file=sys.stderr)
         self._pending = []
         if self.sample_keys is None:
             self._chosen_samples = _first_keys(trainer.test_dataloaders, self.num_samples)

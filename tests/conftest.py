@@ -14,6 +14,18 @@ os.environ.setdefault("QMAP_QUIET", "1")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny tensors: extra threads only add overhead there,
+    and on a shared 2-core machine a busy neighbour makes OpenMP spin-waits 10-20x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_torch_home(tmp_path_factory, monkeypatch):
     """Never read or write the user's real TORCH_HOME from a test."""

@@ -11,14 +11,7 @@ import torch
 from baselines.layers import bilateral_slice_apply
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead, and on a shared 2-core machine a busy
-    neighbour makes OpenMP spin-waits 10-20× slower. Restored after this module."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def kernel_reference(grid: np.ndarray, guide: np.ndarray, image: np.ndarray) -> np.ndarray:

@@ -13,17 +13,10 @@ from baselines.losses import color_angle_loss, illumination_smoothness_loss
 from baselines.upe import UPE
 
 # training_step logs through self.log, which only warns when no Trainer is attached.
-pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead, and on a shared 2-core machine a busy
-    neighbour makes OpenMP spin-waits 10-20× slower. Restored after this module."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 SMALL = {"net_input_size": 64, "spatial_bins": 16}  # two splat layers, 16×16 grid, FC in 1024

@@ -137,3 +137,30 @@ def test_identity_rows_have_schema_and_match_direct_scores(tmp_path, tiny_paired
     got = frame.query("metric == 'psnr' and protocol == 'f' and key == @key")["value"].item()
     assert got == pytest.approx(expected, abs=1e-3)
     pd.testing.assert_series_equal(frame["suite"], pd.Series(["unit"] * len(frame), name="suite"))
+
+
+def test_multi_device_suite_runs_each_run_in_its_own_ddp_process(tmp_path, tiny_paired):
+    """`qmap suite --devices 2 --strategy ddp` (as a subprocess): same rows as one device."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    suite = write_suite(tmp_path / "s.yaml", tiny_paired, [{"label": "levels", "method": "methods/autolevels.yaml"}])
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK")}
+    env["PYTHONPATH"] = str(repo)
+    for devices, out in ((2, "two"), (1, "one")):
+        command = [sys.executable, "-m", "benchmark.cli", "suite", str(suite), "--out", str(tmp_path / out),
+                   "--accelerator", "cpu", "--devices", str(devices), "--set", "evaluator.metrics=[psnr, ssim]"]
+        if devices > 1:
+            command += ["--strategy", "ddp"]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = Path("unit") / "levels__tiny__s0"
+    two = results.read_rows(tmp_path / "two" / run_dir / results.ROWS_FILE)
+    one = results.read_rows(tmp_path / "one" / run_dir / results.ROWS_FILE)
+    info = json.loads((tmp_path / "two" / run_dir / results.RUN_FILE).read_text())
+    assert info["status"] == "done" and info["world_size"] == 2
+    quality = lambda rows: rows[rows["metric"] != "seconds"].set_index(["protocol", "key", "metric"])["value"]
+    pd.testing.assert_series_equal(quality(one).sort_index(), quality(two).sort_index(), atol=1e-6, rtol=0)
