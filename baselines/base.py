@@ -51,6 +51,12 @@ class EnhancementMethod(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         return {"pred": self.enhance(batch["input"]).clamp(0, 1), "key": batch["key"]}
 
+    def proxy_notes(self) -> list[str]:
+        """Caption notes when this configuration is a proxy of the paper's (e.g. a content loss on
+        a randomly initialised backbone in smoke runs). Suites record them in run.json and
+        reports mark every row that has any."""
+        return []
+
     def log_terms(self, stage: str, terms: dict[str, Tensor], batch_size: int) -> None:
         """Log each loss term as ``{stage}/{name}`` (W&B groups panels by the prefix)."""
         self.log_dict({f"{stage}/{name}": value.detach() for name, value in terms.items()},
@@ -76,3 +82,140 @@ class NonLearnedMethod(EnhancementMethod):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("_device_anchor", torch.zeros(()), persistent=False)
+
+
+class AdversarialMethod(EnhancementMethod):
+    """Adversarial training written once: two players, manual optimisation.
+
+    A subclass defines ``generator`` (the enhancer: ``forward`` runs it), its critics,
+    ``configure_optimizers`` returning exactly two optimisers — the generator player's first, the
+    critic player's second (one optimiser may hold several critics as parameter groups) — plus
+    optional LR schedulers, and the two losses:
+
+        ``critic_loss(batch) -> (loss, terms)`` and ``generator_loss(batch) -> (loss, terms)``.
+
+    Each training batch gives one critic step; every ``critic_steps``-th batch also gives one
+    generator step (``generator_first`` puts it before the critic step, as DPED's code orders
+    them). Each player's step runs inside ``toggled_optimizer``, so the other player's parameters
+    get no gradient. Budgets count generator steps with our own counter (``iterations``):
+    Lightning's ``global_step`` counts optimiser steps, twice per batch here. Set
+    ``max_iterations`` to stop there.
+
+    What a resume needs is in the checkpoint: both optimisers (Lightning), the step counters
+    (buffers), adaptive penalty state (buffers of the subclass), and the random state of
+    ``self.loss_rng`` — the generator every random draw of a loss must use — together with the
+    global torch/NumPy/Python random states.
+
+    Args (keyword, for subclasses to expose as typed constructor arguments):
+        critic_steps: critic updates per generator update.
+        gradient_clip_val: clip each player's gradient norm to this value (None: no clipping).
+        max_iterations: stop training after this many generator steps (None: trainer limits).
+    """
+
+    generator_first: ClassVar[bool] = False
+
+    def __init__(self, critic_steps: int = 1, gradient_clip_val: float | None = None,
+                 max_iterations: int | None = None) -> None:
+        super().__init__()
+        if critic_steps < 1:
+            raise ValueError(f"critic_steps must be >= 1, got {critic_steps}")
+        self.automatic_optimization = False
+        self.critic_steps = critic_steps
+        self.gradient_clip_val = gradient_clip_val
+        self.max_iterations = max_iterations
+        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("critic_updates", torch.zeros((), dtype=torch.long))
+        self.loss_rng = torch.Generator()
+        self.loss_rng.manual_seed(torch.initial_seed() % (2**63))
+
+    @property
+    def iterations(self) -> int:
+        """Generator steps taken so far (the budget unit reported in run.json)."""
+        return int(self.generator_steps)
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.generator(image)
+
+    def critic_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def generator_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def after_critic_step(self) -> None:
+        """Hook after each critic update (adaptive penalties, manifold retractions)."""
+
+    def rand(self, *shape: int, like: Tensor) -> Tensor:
+        """Uniform [0, 1) noise from ``loss_rng`` (checkpointed), on ``like``'s device and dtype."""
+        return torch.rand(*shape, generator=self.loss_rng).to(like)
+
+    def synced_mean(self, value: Tensor) -> Tensor:
+        """Mean of a scalar over DDP ranks, so adaptive state stays identical on every rank."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return value.detach()
+        return self.trainer.strategy.reduce(value.detach(), reduce_op="mean")
+
+    def _optimize(self, optimizer: Any, loss: Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def _generator_step(self, batch: dict[str, Any], optimizer: Any) -> dict[str, Tensor]:
+        with self.toggled_optimizer(optimizer):
+            loss, terms = self.generator_loss(batch)
+            self._optimize(optimizer, loss)
+        self.generator_steps += 1
+        return {"loss_g": loss, **{f"g_{k}": v for k, v in terms.items()}}
+
+    def _critic_step(self, batch: dict[str, Any], optimizer: Any) -> dict[str, Tensor]:
+        with self.toggled_optimizer(optimizer):
+            loss, terms = self.critic_loss(batch)
+            self._optimize(optimizer, loss)
+        self.critic_updates += 1
+        self.after_critic_step()
+        return {"loss_d": loss, **{f"d_{k}": v for k, v in terms.items()}}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        opt_g, opt_c = self.optimizers()
+        due = int(self.critic_updates + 1) % self.critic_steps == 0
+        logged: dict[str, Tensor] = {}
+        if due and self.generator_first:
+            logged |= self._generator_step(batch, opt_g)
+        logged |= self._critic_step(batch, opt_c)
+        if due and not self.generator_first:
+            logged |= self._generator_step(batch, opt_g)
+        self.log_terms("train", logged, batch_size=batch["input"].shape[0])
+        if self.max_iterations is not None and self.iterations >= self.max_iterations:
+            self.trainer.should_stop = True
+
+    def on_train_epoch_end(self) -> None:
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+
+        checkpoint["qmap_random_state"] = {
+            "loss_rng": self.loss_rng.get_state(),
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+
+        state = checkpoint.get("qmap_random_state")
+        if state is None:
+            return
+        self.loss_rng.set_state(state["loss_rng"])
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])

@@ -238,6 +238,7 @@ def execute(run_dir: Path) -> dict[str, Any]:
         "device": _device_name(trainer),
         "world_size": trainer.world_size,
         "unavailable": evaluator.unavailable,
+        "proxy_notes": model.proxy_notes(),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     })
     if trainer.is_global_zero:
