@@ -10,15 +10,24 @@ SUITE ?= demo
 export WANDB_MODE ?= offline
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: help install test benchmark clean-runs
+# apt needs root: sudo when not root (CI runs as root).
+SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install install-browser test benchmark clean-runs
 
 help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 
 install: ## Create .venv and install qmap-bench (+ dev extra) with the pinned versions of constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@echo "Installed into $(VENV). Next: make benchmark (or make test)."
+
+install-browser: ## Debian's chromium (apt) + the dev extra's playwright, for the report.html browser test
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@echo "Chromium at $$(command -v chromium); the browser test runs (QMAP_REQUIRE_BROWSER=1 makes it mandatory)."
 
 test: ## Run the test suite
 	$(BIN)/python -m pytest
@@ -34,7 +43,7 @@ benchmark: ## Smoke benchmark: demo data -> demo suite (identity, classical, HDR
 	echo "[benchmark] stage 3/3: report"; \
 	$(QMAP) report $(RUNS_DIR)/$(SUITE); t3=$$(date +%s.%N); \
 	echo "[benchmark] stage 3/3 took $$(awk "BEGIN{printf \"%.1f\", $$t3-$$t2}") s"; \
-	echo "[benchmark] total $$(awk "BEGIN{printf \"%.1f\", $$t3-$$t0}") s. Report: $(RUNS_DIR)/$(SUITE)/report/table.md"
+	echo "[benchmark] total $$(awk "BEGIN{printf \"%.1f\", $$t3-$$t0}") s. Report: $(RUNS_DIR)/$(SUITE)/report/report.html (tables, virtual-rater preference matrix, plots)"
 
 clean-runs: ## Delete the demo runs (the demo data stays cached)
 	rm -rf $(RUNS_DIR)/$(SUITE)

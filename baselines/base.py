@@ -8,6 +8,7 @@ is measured by the same code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import lightning as L
@@ -106,6 +107,10 @@ class AdversarialMethod(EnhancementMethod):
     ``self.loss_rng`` — the generator every random draw of a loss must use — together with the
     global torch/NumPy/Python random states.
 
+    Under DDP each player's backward leaves the other player's parameters without gradients, so
+    DDP must look for unused parameters: use the strategy ``ddp_find_unused_parameters_true``
+    (plain ``ddp`` stops at the first critic step with Lightning's error naming it).
+
     Args (keyword, for subclasses to expose as typed constructor arguments):
         critic_steps: critic updates per generator update.
         gradient_clip_val: clip each player's gradient norm to this value (None: no clipping).
@@ -145,6 +150,10 @@ class AdversarialMethod(EnhancementMethod):
     def after_critic_step(self) -> None:
         """Hook after each critic update (adaptive penalties, manifold retractions)."""
 
+    def before_critic_optimizer_step(self) -> None:
+        """Hook between the critic's backward pass and its optimiser step, before gradient
+        clipping (gradient surgery: e.g. DACAL's Stiefel projection of its projection matrices)."""
+
     def rand(self, *shape: int, like: Tensor) -> Tensor:
         """Uniform [0, 1) noise from ``loss_rng`` (checkpointed), on ``like``'s device and dtype."""
         return torch.rand(*shape, generator=self.loss_rng).to(like)
@@ -155,9 +164,11 @@ class AdversarialMethod(EnhancementMethod):
             return value.detach()
         return self.trainer.strategy.reduce(value.detach(), reduce_op="mean")
 
-    def _optimize(self, optimizer: Any, loss: Tensor) -> None:
+    def _optimize(self, optimizer: Any, loss: Tensor, before_step: Callable[[], None] | None = None) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        if before_step is not None:
+            before_step()
         if self.gradient_clip_val is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
         optimizer.step()
@@ -172,7 +183,7 @@ class AdversarialMethod(EnhancementMethod):
     def _critic_step(self, batch: dict[str, Any], optimizer: Any) -> dict[str, Tensor]:
         with self.toggled_optimizer(optimizer):
             loss, terms = self.critic_loss(batch)
-            self._optimize(optimizer, loss)
+            self._optimize(optimizer, loss, self.before_critic_optimizer_step)
         self.critic_updates += 1
         self.after_critic_step()
         return {"loss_d": loss, **{f"d_{k}": v for k, v in terms.items()}}
@@ -203,7 +214,9 @@ class AdversarialMethod(EnhancementMethod):
         checkpoint["qmap_random_state"] = {
             "loss_rng": self.loss_rng.get_state(),
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            # As plain Python values: Lightning resumes with torch.load(weights_only=True) by
+            # default, which refuses the ndarray inside np.random.get_state().
+            "numpy": _plain_numpy_state(np.random.get_state()),
             "python": random.getstate(),
         }
 
@@ -217,5 +230,12 @@ class AdversarialMethod(EnhancementMethod):
             return
         self.loss_rng.set_state(state["loss_rng"])
         torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
+        name, keys, *rest = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
         random.setstate(state["python"])
+
+
+def _plain_numpy_state(state: tuple) -> tuple:
+    """``np.random.get_state()`` with its key array as a list (loadable with ``weights_only``)."""
+    name, keys, *rest = state
+    return (name, keys.tolist(), *(item.item() if hasattr(item, "item") else item for item in rest))

@@ -4,7 +4,9 @@ Sections:
     * colour and resizing helpers (``rgb_to_gray``, ``nearest_resize``);
     * the bilateral grid: ``bilateral_slice_apply`` and the nets around it that HDRNet and UPE
       share (``ConvBlock``, ``LinearBlock``, ``BilateralCoeffNet``, the two guide nets and
-      ``BilateralGridNet``, which chains them).
+      ``BilateralGridNet``, which chains them);
+    * DPED-family helpers (DPED, WESPE): ``dped_init_``, ``tf_same_pad`` and the Gaussian blur
+      (``gaussian_kernel_1d/2d``, ``GaussianBlur``) of the colour losses and colour critics.
 
 The bilateral-grid parts follow the official HDRNet code (google/hdrnet at e9a5bf59a2:
 ``hdrnet/models.py``, ``hdrnet/layers.py``, ``hdrnet/ops/bilateral_slice_apply.cu.cc``,
@@ -577,3 +579,336 @@ class BilateralGridNet(nn.Module):
         else:
             guide = map_row_chunks(self.guide, image, self.chunk_pixels)
         return bilateral_slice_apply(grid, guide, image, chunk_pixels=self.chunk_pixels)
+
+
+# --------------------------------------------------------------------------------------------
+# DPED-family helpers: TF initialisation, TF 'SAME' padding, Gaussian blur
+# (DPED, WESPE; the blur also serves DACAL's low-frequency branch)
+# --------------------------------------------------------------------------------------------
+
+
+def dped_init_(module: nn.Module, std: float = 0.01, bias: float = 0.01) -> nn.Module:
+    """Initialise every conv and linear layer of ``module`` as DPED's TF code does.
+
+    DPED (``models.py``) draws every weight from ``tf.truncated_normal(stddev=0.01)`` — a normal
+    re-drawn outside two standard deviations — and sets every bias to the constant 0.01. Instance
+    norm scales and shifts keep 1 and 0. The draws use the global torch generator, so the usual
+    seed fixes them.
+
+    Args:
+        module: a net whose ``nn.Conv2d`` and ``nn.Linear`` layers are filled in place.
+        std: standard deviation before truncation (0.01).
+        bias: constant bias (0.01).
+
+    Returns:
+        ``module``.
+    """
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(layer.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+                if layer.bias is not None:
+                    nn.init.constant_(layer.bias, bias)
+    return module
+
+
+def tf_same_pad(x: Tensor, kernel_size: int, stride: int) -> Tensor:
+    """Zero-pad ``(B, C, H, W)`` as TF's ``padding='SAME'`` does before a strided conv.
+
+    The output of the following valid conv then has ``ceil(H / stride)`` rows; an odd total pad
+    puts the extra pixel at the bottom/right (e.g. 3 + 4 for an 11×11, stride-4 conv on 100 px).
+    """
+    pad_h = _tf_same_padding(x.shape[-2], kernel_size, stride)
+    pad_w = _tf_same_padding(x.shape[-1], kernel_size, stride)
+    return F.pad(x, (*pad_w, *pad_h)) if any(pad_h + pad_w) else x
+
+
+BlurMode = Literal["dped", "true_sigma"]
+BlurPadding = Literal["zeros", "reflect"]
+
+
+def gaussian_kernel_1d(kernel_size: int = 21, sigma: float = 3.0, mode: BlurMode = "dped") -> Tensor:
+    """One separable factor of the 2-D blur kernel, normalised to sum 1 (float64).
+
+    ``dped``: DPED's ``utils.gauss_kernel(kernlen, nsig)`` with ``nsig = sigma``. It cuts
+    ``[-nsig - d/2, nsig + d/2]`` σ-units into ``kernel_size`` bins of width
+    ``d = (2·nsig + 1) / kernel_size`` and takes the normal-CDF difference over each bin; the 2-D
+    kernel is the square root of the outer product of those weights, renormalised. That square
+    root factorises, so the separable factor returned here is ``sqrt(cdf differences)``,
+    normalised — which is also the 2-D kernel's normalised marginal. For 21 taps and ``nsig = 3``
+    its second-moment standard deviation is ≈ 4.34 px (the CDF differences alone: ≈ 3.30 px), so
+    this "σ = 3" kernel blurs well beyond a 3-px Gaussian (methods.md §1.2).
+
+    ``true_sigma``: a sampled Gaussian ``exp(-t² / 2σ²)`` at integer offsets ``t``, normalised;
+    its standard deviation is ``sigma`` px up to the truncation at ``±(kernel_size - 1) / 2``.
+
+    Args:
+        kernel_size: number of taps (odd).
+        sigma: ``nsig`` in ``dped`` mode (σ-units covered on each side); the standard deviation
+            in pixels in ``true_sigma`` mode.
+        mode: ``"dped"`` or ``"true_sigma"``.
+
+    Returns:
+        ``(kernel_size,)`` float64 weights summing to 1.
+    """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    if mode == "dped":
+        interval = (2 * sigma + 1) / kernel_size
+        edges = torch.linspace(-sigma - interval / 2, sigma + interval / 2, kernel_size + 1, dtype=torch.float64)
+        cdf = 0.5 * (1 + torch.erf(edges / math.sqrt(2)))
+        weights = cdf.diff().sqrt()
+    elif mode == "true_sigma":
+        offsets = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
+        weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    else:
+        raise ValueError(f"mode must be 'dped' or 'true_sigma', got {mode!r}")
+    return weights / weights.sum()
+
+
+def gaussian_kernel_2d(kernel_size: int = 21, sigma: float = 3.0, mode: BlurMode = "dped",
+                       sigma_y: float | None = None) -> Tensor:
+    """The 2-D blur kernel: outer product of the vertical and horizontal factors (float64).
+
+    In ``dped`` mode with ``sigma_y`` unset this equals DPED's
+    ``sqrt(outer(k, k)) / sum(sqrt(outer(k, k)))`` exactly (see :func:`gaussian_kernel_1d`).
+
+    Args:
+        kernel_size: taps per axis (odd).
+        sigma: horizontal parameter (and vertical one when ``sigma_y`` is None).
+        mode: ``"dped"`` or ``"true_sigma"``.
+        sigma_y: vertical parameter for an anisotropic kernel (the DACAL seed slide's).
+
+    Returns:
+        ``(kernel_size, kernel_size)``, summing to 1; rows are the vertical axis.
+    """
+    k_x = gaussian_kernel_1d(kernel_size, sigma, mode)
+    k_y = k_x if sigma_y is None else gaussian_kernel_1d(kernel_size, sigma_y, mode)
+    return torch.outer(k_y, k_x)
+
+
+class GaussianBlur(nn.Module):
+    """Depthwise Gaussian blur, stride 1, output the size of the input.
+
+    The kernel is separable, so it runs as a horizontal then a vertical 1-D pass: the same
+    result as the 2-D kernel (to float rounding) for zero *and* reflect padding, at 2·k instead
+    of k² multiply-adds per pixel. Every channel is blurred alone, as DPED's
+    ``tf.nn.depthwise_conv2d`` does.
+
+    Args:
+        kernel_size: taps per axis (odd; 21 in DPED and WESPE).
+        sigma: see :func:`gaussian_kernel_1d` (``nsig`` in ``dped`` mode, pixels otherwise).
+        mode: ``"dped"`` (DPED's kernel, the default: faithful) or ``"true_sigma"``.
+        padding: ``"zeros"`` (TF 'SAME', DPED) or ``"reflect"`` (no dark rim at the border;
+            needs images larger than ``kernel_size // 2`` on both sides).
+        sigma_y: vertical parameter for an anisotropic kernel (None: isotropic).
+    """
+
+    def __init__(self, kernel_size: int = 21, sigma: float = 3.0, mode: BlurMode = "dped",
+                 padding: BlurPadding = "zeros", sigma_y: float | None = None) -> None:
+        super().__init__()
+        if padding not in ("zeros", "reflect"):
+            raise ValueError(f"padding must be 'zeros' or 'reflect', got {padding!r}")
+        self.kernel_size, self.padding = kernel_size, padding
+        k_x = gaussian_kernel_1d(kernel_size, sigma, mode)
+        k_y = k_x if sigma_y is None else gaussian_kernel_1d(kernel_size, sigma_y, mode)
+        # Derived from the arguments, so not saved in checkpoints.
+        self.register_buffer("kernel_x", k_x.float().view(1, 1, 1, -1), persistent=False)
+        self.register_buffer("kernel_y", k_y.float().view(1, 1, -1, 1), persistent=False)
+
+    def kernel(self) -> Tensor:
+        """The 2-D kernel ``(kernel_size, kernel_size)`` as applied (float32)."""
+        return torch.outer(self.kernel_y.flatten(), self.kernel_x.flatten())
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Blur ``(B, C, H, W)``; returns ``(B, C, H, W)``."""
+        if image.dim() != 4:
+            raise ValueError(f"GaussianBlur expects (B, C, H, W), got {tuple(image.shape)}")
+        b, c, h, w = image.shape
+        half = self.kernel_size // 2
+        # (B·C, 1, H, W) with a single-channel kernel: a plain conv, faster on CPU than groups=C.
+        x = image.reshape(b * c, 1, h, w)
+        if self.padding == "reflect":
+            if min(h, w) <= half:
+                raise ValueError(
+                    f"reflect padding of {half} px needs images larger than that, got {h}×{w}"
+                )
+            x = F.pad(x, (half, half, half, half), mode="reflect")
+            x = F.conv2d(F.conv2d(x, self.kernel_x), self.kernel_y)
+        else:
+            x = F.conv2d(F.conv2d(x, self.kernel_x, padding=(0, half)), self.kernel_y, padding=(half, 0))
+        return x.view(b, c, h, w)
+
+
+# --------------------------------------------------------------------------------------------
+# Global U-Net: DPE's generator layout (methods.md §6.1), with the global branch either DPE's
+# 'valid' conv (fixed input size) or global average pooling (any input size; DACAL's trunk)
+# --------------------------------------------------------------------------------------------
+
+
+def symmetric_indices(size: int, before: int, after: int, device: torch.device | None = None) -> Tensor:
+    """Source indices of numpy's ``'symmetric'`` padding (TF ``SYMMETRIC``) along one axis.
+
+    The edge sample is repeated (``[a b c]`` padded by 2 gives ``b a | a b c | c b``); pads longer
+    than the axis keep mirroring with period ``2 * size``, as ``np.pad`` does.
+
+    Args:
+        size: length of the axis (>= 1).
+        before: samples added in front.
+        after: samples added at the end.
+        device: device of the returned indices.
+
+    Returns:
+        ``(before + size + after,)`` long tensor of indices into the axis.
+    """
+    i = torch.arange(-before, size + after, device=device)
+    j = torch.remainder(i, 2 * size)
+    return torch.where(j >= size, 2 * size - 1 - j, j)
+
+
+def symmetric_pad(x: Tensor, left: int, right: int, top: int, bottom: int) -> Tensor:
+    """Pad the last two axes of ``x`` with numpy/TF 'symmetric' padding (any amount)."""
+    if left == right == top == bottom == 0:
+        return x
+    h, w = x.shape[-2:]
+    rows = symmetric_indices(h, top, bottom, x.device)
+    cols = symmetric_indices(w, left, right, x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+class SymmetricConv2d(nn.Conv2d):
+    """Conv with TF 'SYMMETRIC' padding of ``k // 2`` on every side, then a 'valid' conv.
+
+    Output size ``ceil(H / stride)`` for odd kernels, as DPE's ``conv_layer(k, s, c, "SYMMETRIC")``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in, H, W) -> (B, out, ceil(H / s), ceil(W / s))``."""
+        p = self.kernel_size[0] // 2
+        return super().forward(symmetric_pad(x, p, p, p, p))
+
+
+#: Channels of each "act" (activation → BN) of the global U-Net, as multiples of ``width``
+#: (DPE at width 16: e1 16 … d2 256 = 128 + 128 after the skip concatenation … d6 16).
+GLOBAL_UNET_NORMS: dict[str, int] = {
+    "e1": 1, "e2": 2, "e3": 4, "e4": 8, "e5": 8, "g1": 8, "g2": 8,
+    "d1": 8, "d2": 16, "d3": 12, "d4": 6, "d5": 3, "d6": 1,
+}
+
+GlobalBranch = Literal["valid", "mean"]
+
+
+def global_unet_norms(width: int = 16, eps: float = 1e-3) -> nn.ModuleDict:
+    """One set of a global U-Net's BatchNorm layers (DPE's iBN gives a second set to G')."""
+    return nn.ModuleDict({name: nn.BatchNorm2d(m * width, eps=eps) for name, m in GLOBAL_UNET_NORMS.items()})
+
+
+class GlobalUNet(nn.Module):
+    """DPE's "global U-Net" trunk, generalised in width, activation and global branch.
+
+    Layout (DPE ``NetInfo("netG")``, methods.md §6.1, channels at ``width`` w; DPE: w = 16):
+    encoder e1 3×3 (w), e2–e5 5×5 stride 2 (2w, 4w, 8w, 8w); global branch g1, g2 5×5 stride 2
+    (8w), then g3 and g4 (1×1, linear) give one 8w global feature; decoder d0 3×3 on the e5
+    features, concatenation with the global feature tiled over the map, d1 1×1, then four stages
+    "conv 3×3 → nearest up-sampling → concatenation with the *raw* (pre-activation) encoder conv
+    output", d6 3×3 and the output conv. Every "act" is the activation then BatchNorm (DPE: SELU
+    → BN; DACAL's seed slide: Conv+ReLU+BN). Every conv except g3/g4/d1 uses TF 'SYMMETRIC'
+    padding. The output is the last conv's, with no residual: the caller decides what it means.
+
+    Global branch:
+        * ``"valid"`` (DPE): g3 is a 'valid' conv whose kernel (``input_size // 64``) covers the
+          whole H/64 map, then SELU/ReLU — the net then only runs on ``input_size``² inputs;
+        * ``"mean"``: the H/64 map is averaged over space and g3 is a 1×1 conv — any input size
+          (the deviation DPE's pitfall list suggests, §6.7; DACAL's enhancer).
+
+    Any size: up-sampling resizes (nearest) to the exact size of the skip it meets, which is ×2
+    whenever the input side is a multiple of 16 (so DPE's canvases are unaffected) and handles odd
+    sizes otherwise. Training batches whose H/64 maps are 1×1 need at least 2 images (BatchNorm).
+
+    Weights keep PyTorch's default initialisation; methods re-initialise as their papers do.
+
+    Args:
+        in_channels: input channels (3; more when extra maps are concatenated).
+        out_channels: channels of the output conv.
+        width: w (16 in DPE).
+        activation: ``"selu"`` (DPE) or ``"relu"`` (DACAL's slide).
+        global_branch: ``"valid"`` or ``"mean"`` (see above).
+        input_size: the fixed input side for ``"valid"`` (a multiple of 64); unused for ``"mean"``.
+        bn_eps: BatchNorm epsilon (TF's 1e-3).
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 16,
+                 activation: Literal["selu", "relu"] = "selu", global_branch: GlobalBranch = "valid",
+                 input_size: int | None = 512, bn_eps: float = 1e-3) -> None:
+        super().__init__()
+        if activation not in ("selu", "relu"):
+            raise ValueError(f"activation must be 'selu' or 'relu', got {activation!r}")
+        if global_branch not in ("valid", "mean"):
+            raise ValueError(f"global_branch must be 'valid' or 'mean', got {global_branch!r}")
+        if global_branch == "valid" and (input_size is None or input_size < 64 or input_size % 64):
+            raise ValueError(f"the 'valid' global branch needs input_size, a positive multiple of 64; got {input_size}")
+        self.activation, self.global_branch = activation, global_branch
+        self.input_size = input_size if global_branch == "valid" else None
+        w = width
+        self.e1 = SymmetricConv2d(in_channels, w, 3)
+        self.e2 = SymmetricConv2d(w, 2 * w, 5, 2)
+        self.e3 = SymmetricConv2d(2 * w, 4 * w, 5, 2)
+        self.e4 = SymmetricConv2d(4 * w, 8 * w, 5, 2)
+        self.e5 = SymmetricConv2d(8 * w, 8 * w, 5, 2)
+        self.g1 = SymmetricConv2d(8 * w, 8 * w, 5, 2)
+        self.g2 = SymmetricConv2d(8 * w, 8 * w, 5, 2)
+        self.g3 = nn.Conv2d(8 * w, 8 * w, input_size // 64 if global_branch == "valid" else 1)
+        self.g4 = nn.Conv2d(8 * w, 8 * w, 1)
+        self.d0 = SymmetricConv2d(8 * w, 8 * w, 3)
+        self.d1 = nn.Conv2d(16 * w, 8 * w, 1)
+        self.d2 = SymmetricConv2d(8 * w, 8 * w, 3)
+        self.d3 = SymmetricConv2d(16 * w, 8 * w, 3)
+        self.d4 = SymmetricConv2d(12 * w, 4 * w, 3)
+        self.d5 = SymmetricConv2d(6 * w, 2 * w, 3)
+        self.d6 = SymmetricConv2d(3 * w, w, 3)
+        self.out = SymmetricConv2d(w, out_channels, 3)
+        self.norms = global_unet_norms(w, bn_eps)
+
+    def forward(self, x: Tensor, norms: nn.ModuleDict | None = None) -> Tensor:
+        """Run the U-Net.
+
+        Args:
+            x: ``(B, in_channels, H, W)`` (``H = W = input_size`` for the ``"valid"`` branch).
+            norms: a BatchNorm set to use instead of the net's own (DPE's iBN).
+
+        Returns:
+            ``(B, out_channels, H, W)``.
+        """
+        if self.input_size is not None and x.shape[-2:] != (self.input_size, self.input_size):
+            raise ValueError(f"this GlobalUNet runs on {self.input_size}² inputs, got {tuple(x.shape[-2:])}")
+        bn = self.norms if norms is None else norms
+        act_fn = F.selu if self.activation == "selu" else F.relu
+
+        def act(name: str, t: Tensor) -> Tensor:
+            return bn[name](act_fn(t))
+
+        def up(t: Tensor, like: Tensor) -> Tensor:
+            return F.interpolate(t, size=like.shape[-2:], mode="nearest")
+
+        # The skips are the raw conv outputs, before their activation/BN (DPE's concat indices).
+        e1 = self.e1(x)
+        e2 = self.e2(act("e1", e1))
+        e3 = self.e3(act("e2", e2))
+        e4 = self.e4(act("e3", e3))
+        features = act("e5", self.e5(act("e4", e4)))
+        g = act("g2", self.g2(act("g1", self.g1(features))))
+        if self.global_branch == "mean":
+            g = g.mean(dim=(2, 3), keepdim=True)
+        g = self.g4(act_fn(self.g3(g)))  # (B, 8w, 1, 1): the global feature, linear
+        d = self.d0(features)
+        d = act("d1", self.d1(torch.cat([d, g.expand(-1, -1, *d.shape[-2:])], dim=1)))
+        d = act("d2", torch.cat([up(self.d2(d), e4), e4], dim=1))
+        d = act("d3", torch.cat([up(self.d3(d), e3), e3], dim=1))
+        d = act("d4", torch.cat([up(self.d4(d), e2), e2], dim=1))
+        d = act("d5", torch.cat([up(self.d5(d), e1), e1], dim=1))
+        return self.out(act("d6", self.d6(d)))

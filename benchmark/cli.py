@@ -3,9 +3,11 @@
 Subcommands:
     fit, validate, test, predict   LightningCLI over any method and data module (YAML configs)
     suite                          methods x datasets x seeds, finished runs skipped
-    report                         tables from run folders (loads no torch)
+    report                         tables, plots and report.html from run folders (loads no torch)
+    preference                     preference matrices: BT, Thurstone JOD, bootstrap CIs (no torch)
     score                          score a folder of released outputs against targets
-    data demo | data check         build the offline demo sets; verify a dataset before a run
+    data demo | check | align      build the offline demo sets; verify a dataset before a run;
+                                   align weakly-paired captures into DPED-layout patch pairs
 
 Heavy modules are imported only by the subcommand that needs them, so ``qmap report`` starts in
 a fraction of a second and never loads torch.
@@ -33,27 +35,45 @@ Training and evaluation (LightningCLI; `qmap fit --help` lists every option):
 
 Benchmarks:
   suite SUITE.yaml [--out DIR]      run labelled methods x datasets x seeds, skipping finished runs
-  report DIR [--out OUT]            tables (Markdown, LaTeX, CSV) from run folders
+  report DIR [--out OUT]            tables, virtual-rater preference matrix, plots, report.html
+  preference TRIALS.csv | --counts MATRIX.csv --out DIR
+                                    preference matrix, Bradley-Terry and Thurstone JOD with bootstrap CIs
   score PRED_DIR TARGET_DIR --out DIR [--protocol d|f]
                                     score released outputs against targets, matched by image id
+  toy [--out DIR] [--paper]         2-D toy study: WGAN, AdaWGAN, SWGAN, AdaSWGAN (figure + SW1/W1 tables)
 
 Data:
   data demo --out DIR               build the offline demo benchmark from photos shipped in wheels
   data check ROOT [--split NAME]    verify a dataset: ids, split counts, partners, sizes, list hashes
+  data align RAW_DIR --out DIR [--phone NAME] [--patch 100] [--max-residual PX]
+                                    align phone/ and dslr/ captures into DPED-layout patch pairs
 
 Configs ship in benchmark/configs/{trainer,methods,data,suites}.
 """
 
 
 def _lightning(argv: list[str]) -> int:
+    from baselines.weights import WeightsUnavailable
     from benchmark.lightning_cli import run_lightning_cli
+    from datamodules.io import ImageReadError
 
-    run_lightning_cli(argv)
+    try:
+        run_lightning_cli(argv)
+    except (WeightsUnavailable, ImageReadError) as err:
+        # A missing weight file or a bad image is the user's to fix: one clear message, no traceback.
+        print(f"qmap {argv[0]}: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _report(argv: list[str]) -> int:
     from reports.cli import main
+
+    return main(argv)
+
+
+def _preference(argv: list[str]) -> int:
+    from reports.preference import main
 
     return main(argv)
 
@@ -76,14 +96,23 @@ def _run_one(argv: list[str]) -> int:
     return run_one_main(argv)
 
 
+def _toy(argv: list[str]) -> int:
+    from benchmark.toy import main
+
+    return main(argv)
+
+
 def _data(argv: list[str]) -> int:
-    usage = "usage: qmap data {demo,check} ...\n  demo --out DIR [--seed N] [--force]\n  check ROOT [--split NAME]"
+    usage = ("usage: qmap data {demo,check,align} ...\n  demo --out DIR [--seed N] [--force]\n"
+             "  check ROOT [--split NAME]\n"
+             "  align RAW_DIR --out DIR [--phone NAME] [--patch 100] [--max-residual PX] [--part train|test]")
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
+    from datamodules.align import main_align
     from datamodules.check import main_check, main_demo
 
-    commands = {"demo": main_demo, "check": main_check}
+    commands = {"demo": main_demo, "check": main_check, "align": main_align}
     if argv[0] not in commands:
         print(f"qmap data: unknown command {argv[0]!r}\n{usage}", file=sys.stderr)
         return 2
@@ -94,8 +123,10 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     **{name: _lightning for name in LIGHTNING_SUBCOMMANDS},
     "suite": _suite,
     "report": _report,
+    "preference": _preference,
     "score": _score,
     "data": _data,
+    "toy": _toy,
     "_run-one": _run_one,  # internal: one suite run in its own process (multi-device runs)
 }
 

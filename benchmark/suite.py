@@ -1,7 +1,9 @@
 """Suites: labelled method rows x datasets x seeds, each run trained once and scored.
 
 A suite YAML names a trainer config, datasets (label -> data config) and rows (label -> method
-config + overrides). Every (row, dataset, seed) becomes one run folder
+config + overrides, optionally restricted to some datasets with ``datasets: [...]``, since a GAN
+for unpaired data has no business on a weakly-paired set). Every (row, dataset, seed) becomes one
+run folder
 ``<out>/<suite>/<label>__<dataset>__s<seed>/`` holding ``config.yaml`` (the composed, resolved
 configuration, usable with ``qmap fit --config``), ``run.json``, ``rows.csv``, ``samples/`` and
 ``checkpoints/last.ckpt``. A run is skipped only when its ``run.json`` says ``done`` and its
@@ -153,9 +155,14 @@ def expand_suite(suite_path: str | Path, out: str | Path = "runs", overrides: Ma
             data_entry = {"config": data_entry} if isinstance(data_entry, str) else dict(data_entry)
             data_cfg = load_yaml(resolve_config_path(data_entry["config"], base))
             for order, row in enumerate(suite["rows"]):
-                extra = set(row) - {"label", "method", "overrides", "quick", "note"}
+                extra = set(row) - {"label", "method", "overrides", "quick", "note", "datasets"}
                 if extra:
                     raise ValueError(f"{suite_path}: row {row['label']!r} has unknown keys {sorted(extra)}")
+                unknown = set(row.get("datasets") or ()) - set(suite["datasets"])
+                if unknown:
+                    raise ValueError(f"{suite_path}: row {row['label']!r} names unknown datasets {sorted(unknown)}")
+                if row.get("datasets") is not None and dataset not in row["datasets"]:
+                    continue  # this row runs on the data regime it was designed for only
                 method_cfg = load_yaml(resolve_config_path(row["method"], base))
                 config = deep_merge(deep_merge(trainer_cfg, method_cfg), data_cfg)
                 for key, value in (data_entry.get("overrides") or {}).items():
@@ -209,10 +216,12 @@ def execute(run_dir: Path) -> dict[str, Any]:
     Returns the final run.json content. The in-memory weights after ``fit`` are the last
     checkpoint's: the last state is what gets scored, and nothing selects on the test split.
     """
+    from benchmark import wandb_logging
     from benchmark.lightning_cli import build_cli
 
     info = results.read_json(run_dir / results.RUN_FILE)
     config = load_yaml(run_dir / results.CONFIG_FILE)
+    config = wandb_logging.configure(config, info, run_dir)  # no-op without a WandbLogger
     cli = build_cli(config, run=False, save_config=False)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     durations: dict[str, float] = {}
@@ -243,6 +252,7 @@ def execute(run_dir: Path) -> dict[str, Any]:
     })
     if trainer.is_global_zero:
         results.write_json(run_dir / results.RUN_FILE, info)
+    wandb_logging.log_run(trainer, info, run_dir)  # samples and summary; nothing without W&B
     return info
 
 

@@ -264,13 +264,25 @@ def main_check(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="qmap data check", description="Verify a paired dataset.")
     parser.add_argument("root", help="dataset root holding input/ and target/ (or expertC/)")
     parser.add_argument(
-        "--split", default=None, help="split to check (built-in name, splits/ folder name or path)"
+        "--split", default=None,
+        help="split to check (built-in name, splits/ folder name or path; `dpe` also checks the "
+             "2250/2250/498 counts of DPE's train_input/train_label/test lists)",
     )
     parser.add_argument("--deep", action="store_true", help="decode every image, not just headers")
     args = parser.parse_args(argv)
     report = check_dataset(args.root, split=args.split, deep=args.deep)
     print(format_report(report))
     return 0 if report.ok else 1
+
+
+# What `qmap data demo` says about each set it built (build_demo's names), with the data config to use.
+DEMO_SET_CONTENTS: dict[str, str] = {
+    "paired": "(input/, target/, splits/demo/{train,test}.txt, manifest.json; config data/demo.yaml)",
+    "weak": "(DPED layout, phone 'demo': demo/training_data/{demo,canon}/, "
+            "demo/test_data/patches/{demo,canon}/, align.json; config data/demo_weak.yaml)",
+    "weak_raw": "(simulated captures phone/, dslr/; manifest.json with true and estimated homographies)",
+    "unpaired": "(train_source/, train_target/, test/{input,target}/, manifest.json; config data/demo_unpaired.yaml)",
+}
 
 
 def main_demo(argv: list[str]) -> int:
@@ -295,7 +307,7 @@ def main_demo(argv: list[str]) -> int:
     )
     print(f"demo sets ready in {time.perf_counter() - start:.1f} s")
     for name, path in outputs.items():
-        print(f"  {name}: {path}  (input/, target/, splits/demo/{{train,test}}.txt, manifest.json)")
+        print(f"  {name:9s} {path}  {DEMO_SET_CONTENTS.get(name, '')}")
     return 0
 
 

@@ -46,6 +46,13 @@ BUILTIN_SPLITS: dict[str, dict[str, tuple[str, str]]] = {
     "upe": {"train": ("a0001", "a4500"), "test": ("a4501", "a5000")},
 }
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+# Unpaired list-file splits (DPE's format, re-shipped by 3D-LUT and AdaInt): training inputs,
+# expert targets of *other* images, and a paired test list.
+UNPAIRED_SPLIT_NAMES: tuple[str, ...] = ("train_input", "train_label", "test")
+# Published sizes of named list-file splits; a mismatch means the wrong files (datasets_protocols.md A.1.4).
+EXPECTED_SPLIT_COUNTS: dict[str, dict[str, int]] = {
+    "dpe": {"train_input": 2250, "train_label": 2250, "test": 498},
+}
 TARGET_FALLBACKS: tuple[str, ...] = ("target", "expertC")
 
 
@@ -326,6 +333,15 @@ class PairMatch:
         """Ids of the complete pairs, sorted."""
         return [key for key, _, _ in self.pairs]
 
+    def problems(self) -> list[str]:
+        """One message per side with unmatched files, naming the ids (empty when all match)."""
+        problems = []
+        if self.missing_target:
+            problems.append(f"{len(self.missing_target)} input(s) without target: {abbreviate(self.missing_target)}")
+        if self.missing_input:
+            problems.append(f"{len(self.missing_input)} target(s) without input: {abbreviate(self.missing_input)}")
+        return problems
+
 
 def match_pairs(input_dir: str | os.PathLike[str], target_dir: str | os.PathLike[str]) -> PairMatch:
     """Matches the images of two folders by id.
@@ -420,7 +436,8 @@ class SplitSpec:
 
     Attributes:
         name: Split name as given (``upe``, ``dpe``, or a folder path).
-        ids: ``{"train": [...], "test": [...]}`` plus ``"val"`` when the split defines it; sorted.
+        ids: ``{"train": [...], "test": [...]}`` plus ``"val"`` when the split defines it, or
+            ``{"train_input", "train_label", "test"}`` for an unpaired list split; sorted.
         source: Human-readable origin (id ranges or list-file folder).
         list_files: List file -> SHA-256, empty for built-in ranges.
     """
@@ -432,14 +449,20 @@ class SplitSpec:
 
 
 def split_list_dir(root: str | os.PathLike[str], split: str) -> Path | None:
-    """Folder holding ``train.txt``/``test.txt`` for a split, or None.
+    """Folder holding the list files of a split, or None.
 
-    ``root/splits/<split>/`` is preferred; otherwise ``split`` itself may be such a folder.
+    ``root/splits/<split>/`` is preferred; otherwise ``split`` itself may be such a folder. A
+    folder counts when it holds ``train.txt``, ``test.txt`` or ``train_input.txt``.
     """
     for folder in (Path(root) / "splits" / split, Path(split)):
-        if (folder / "train.txt").is_file() or (folder / "test.txt").is_file():
+        if any((folder / name).is_file() for name in ("train.txt", "test.txt", "train_input.txt")):
             return folder
     return None
+
+
+def is_unpaired_split_dir(folder: Path) -> bool:
+    """True when a split folder uses the unpaired lists (``train_input.txt``, ``train_label.txt``)."""
+    return (folder / "train_input.txt").is_file() or (folder / "train_label.txt").is_file()
 
 
 def available_splits(root: str | os.PathLike[str]) -> list[str]:
@@ -447,7 +470,9 @@ def available_splits(root: str | os.PathLike[str]) -> list[str]:
     names = list(BUILTIN_SPLITS)
     splits_dir = Path(root) / "splits"
     if splits_dir.is_dir():
-        names += sorted(p.name for p in splits_dir.iterdir() if (p / "train.txt").is_file())
+        names += sorted(
+            p.name for p in splits_dir.iterdir() if (p / "train.txt").is_file() or is_unpaired_split_dir(p)
+        )
     return names
 
 
@@ -455,7 +480,8 @@ def load_split(root: str | os.PathLike[str], split: str, available: Iterable[str
     """Reads a split without checking it (see :func:`resolve_split`).
 
     Built-in id ranges select the ``available`` ids inside each range; list files are read
-    as they are, listed ids that have no image included.
+    as they are, listed ids that have no image included. A folder with ``train_input.txt``
+    holds an unpaired split (:data:`UNPAIRED_SPLIT_NAMES`, all three files required).
 
     Raises:
         ValueError: Unknown split, a missing ``train.txt``/``test.txt``, or an id listed twice.
@@ -476,7 +502,8 @@ def load_split(root: str | os.PathLike[str], split: str, available: Iterable[str
 
 
 def split_problems(spec: SplitSpec, available: Iterable[str]) -> list[str]:
-    """Problems of a split: listed ids without an image pair, parts sharing ids, no images.
+    """Problems of a split: listed ids without an image pair, parts sharing ids, no images, and
+    part sizes that differ from the published ones of a named split (:data:`EXPECTED_SPLIT_COUNTS`).
 
     Returns:
         One message per problem (empty when the split is usable); messages name the ids.
@@ -499,6 +526,13 @@ def split_problems(spec: SplitSpec, available: Iterable[str]) -> list[str]:
                     f"split {spec.name!r}: {first} and {second} share {len(shared)} id(s): "
                     f"{abbreviate(shared)}"
                 )
+    for part, expected in EXPECTED_SPLIT_COUNTS.get(spec.name, {}).items():
+        found = len(spec.ids.get(part, []))
+        if found != expected:
+            problems.append(
+                f"split {spec.name!r} ({spec.source}): {part} lists {found} ids, the published "
+                f"split has {expected}"
+            )
     # An empty part is left to the caller (a test-only copy of FiveK is fine for scoring).
     if not any(spec.ids.values()):
         problems.append(f"split {spec.name!r} ({spec.source}) selects no images")
@@ -539,10 +573,11 @@ def _in_range(key: str, lo: str, hi: str) -> bool:
 def _read_split_lists(split: str, folder: Path) -> SplitSpec:
     ids: dict[str, list[str]] = {}
     files: dict[str, str] = {}
-    for part in SPLIT_NAMES:
+    unpaired = is_unpaired_split_dir(folder)
+    for part in UNPAIRED_SPLIT_NAMES if unpaired else SPLIT_NAMES:
         path = folder / f"{part}.txt"
         if not path.is_file():
-            if part != "val":
+            if unpaired or part != "val":
                 raise ValueError(f"split {split!r}: missing list file {path}")
             continue
         ids[part] = sorted(read_id_list(path))

@@ -20,12 +20,11 @@ import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torch.utils.data import DataLoader, Dataset, Sampler  # noqa: E402
 
 from datamodules.io import (  # noqa: E402
     BUILTIN_SPLITS,
     SplitSpec,
-    abbreviate,
     find_target_dir,
     match_pairs,
     read_image,
@@ -33,12 +32,22 @@ from datamodules.io import (  # noqa: E402
 )
 from datamodules.transforms import (  # noqa: E402
     PROTOCOLS,
+    SeededTransform,
     apply_protocol,
     paired_train_transform,
+    resize_long_side,
     to_tensor,
 )
 
-__all__ = ["BUILTIN_SPLITS", "PairedDataModule", "PairedEvalDataset", "PairedTrainDataset"]
+__all__ = [
+    "BUILTIN_SPLITS",
+    "ImageStore",
+    "PairedDataModule",
+    "PairedEvalDataset",
+    "PairedTrainDataset",
+    "check_positive",
+    "make_loader",
+]
 
 Pair = tuple[str, Path, Path]
 
@@ -51,18 +60,27 @@ class ImageStore:
 
     Args:
         cache: Keep decoded images (demo sets are tiny; FiveK at full resolution is not).
+        long_side: Downscale on load to this long side (area interpolation, never enlarging);
+            None keeps the files' resolution. The resized image is what gets cached.
     """
 
-    def __init__(self, cache: bool = False) -> None:
+    def __init__(self, cache: bool = False, long_side: int | None = None) -> None:
+        if long_side is not None and long_side < 1:
+            raise ValueError(f"long_side must be positive or None, got {long_side}")
         self.cache = cache
+        self.long_side = long_side
         self._images: dict[Path, np.ndarray] = {}
+
+    def _load(self, path: Path) -> np.ndarray:
+        image = read_image(path)
+        return image if self.long_side is None else resize_long_side(image, self.long_side)
 
     def image(self, path: Path) -> np.ndarray:
         """Decoded image, from memory when cached."""
         if not self.cache:
-            return read_image(path)
+            return self._load(path)
         if path not in self._images:
-            self._images[path] = read_image(path)
+            self._images[path] = self._load(path)
         return self._images[path]
 
     def pair(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
@@ -106,8 +124,7 @@ class PairedTrainDataset(Dataset):
         self.pairs = pairs
         self.store = store
         self.samples_per_epoch = samples_per_epoch
-        self.transform = paired_train_transform(crop_size, flips=flips)
-        self._seeded_with: int | None = None
+        self.transform = SeededTransform(paired_train_transform(crop_size, flips=flips))
 
     @property
     def keys(self) -> list[str]:
@@ -117,19 +134,8 @@ class PairedTrainDataset(Dataset):
     def __len__(self) -> int:
         return self.samples_per_epoch or len(self.pairs)
 
-    def _seed_transform(self) -> None:
-        # albumentations keeps its own generator, blind to seed_everything, and every DataLoader
-        # worker would inherit a copy of the same state (identical crops in all workers).
-        # torch.initial_seed() is the seeded base seed in the main process and base + worker id
-        # in a worker, so reseeding from it makes crops reproducible and distinct per worker.
-        seed = torch.initial_seed()
-        if seed != self._seeded_with:
-            self.transform.set_random_seed(seed % 2**32)
-            self._seeded_with = seed
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         pair = self.pairs[index % len(self.pairs)]
-        self._seed_transform()
         source, target = self.store.pair(pair)
         out = self.transform(image=source, target=target)
         return {"input": to_tensor(out["image"]), "target": to_tensor(out["target"]), "key": pair[0]}
@@ -140,7 +146,7 @@ class PairedEvalDataset(Dataset):
 
     Args:
         pairs: ``(id, input, target)`` triples.
-        protocol: ``d`` or ``f`` (see :data:`datamodules.transforms.PROTOCOLS`).
+        protocol: ``d``, ``f`` or ``100`` (see :data:`datamodules.transforms.PROTOCOLS`).
         store: Image loader (shared cache).
     """
 
@@ -208,7 +214,7 @@ class PairedDataModule(L.LightningDataModule):
         target_dir: str | None = None,
     ) -> None:
         super().__init__()
-        _check_positive(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        check_positive(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
         if num_workers < 0 or val_count < 0:
             raise ValueError("num_workers and val_count must not be negative")
         if train_samples_per_epoch is not None and train_samples_per_epoch < 1:
@@ -245,13 +251,7 @@ class PairedDataModule(L.LightningDataModule):
             return self._parts
         target_dir = find_target_dir(self.root, self._target_dir_arg)
         match = match_pairs(self.root / "input", target_dir)
-        problems = []
-        if match.missing_target:
-            count = len(match.missing_target)
-            problems.append(f"{count} input(s) without target: {abbreviate(match.missing_target)}")
-        if match.missing_input:
-            count = len(match.missing_input)
-            problems.append(f"{count} target(s) without input: {abbreviate(match.missing_input)}")
+        problems = match.problems()
         if problems:
             raise ValueError(
                 f"{self.root}: unmatched images between {self.root / 'input'} and {target_dir}: "
@@ -332,17 +332,38 @@ class PairedDataModule(L.LightningDataModule):
         return self._loader(dataset, self.eval_batch_size)
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        # No sampler here: under DDP Lightning inserts a DistributedSampler itself.
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return make_loader(dataset, batch_size, self.num_workers, shuffle=shuffle)
 
 
-def _check_positive(**values: int) -> None:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    shuffle: bool = False,
+    sampler: Sampler | None = None,
+) -> DataLoader:
+    """The DataLoader every data module builds (workers kept alive between epochs).
+
+    Args:
+        dataset: The dataset.
+        batch_size: Batch size.
+        num_workers: Worker processes (0: load in the main process).
+        shuffle: Reshuffle every epoch (only without ``sampler``).
+        sampler: Explicit sampler. Under DDP Lightning wraps it in a distributed sampler; without
+            one it inserts a DistributedSampler itself.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def check_positive(**values: int) -> None:
+    """Raises ValueError naming the first argument that is below 1."""
     for name, value in values.items():
         if value < 1:
             raise ValueError(f"{name} must be positive, got {value}")

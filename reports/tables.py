@@ -41,21 +41,33 @@ __all__ = [
     "COLUMN_NAMES",
     "DISPLAY_NAMES",
     "LATEX_NAMES",
+    "LAYOUTS",
     "METRIC_ORDER",
-    "PROTOCOL_ORDER",
+    "NOT_SIGNIFICANT_MARK",
     "PROTOCOLS",
+    "PROTOCOL_ORDER",
+    "PROXY_MARK",
     "SUMMARY_COLUMNS",
+    "Layout",
     "NoFinishedRunsError",
     "Table",
+    "applicable_layouts",
     "caption",
     "column_name",
+    "dataset_tables",
     "format_value",
+    "label_order",
     "latex_escape",
+    "layout_tables",
     "method_table",
+    "proxy_labels",
+    "significance_marks",
     "summary",
     "to_csv",
+    "to_html",
     "to_latex",
     "to_markdown",
+    "write_layouts",
     "write_report",
 ]
 
@@ -124,6 +136,10 @@ _VERSION_PACKAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("scikit-image", ("scikit-image", "skimage")),
     ("opencv", ("opencv-python-headless", "opencv-python", "opencv-contrib-python", "opencv", "cv2")),
 )
+
+# Marks shared by every table writer and by the labels of matrices and plots (reports/build.py).
+PROXY_MARK = "‡"  # run.json has proxy_notes: the configuration stands in for the paper's
+NOT_SIGNIFICANT_MARK = "†"  # the difference to the column's best is not significant
 
 DEMO_NOTE = (
     "smoke-scale demo data built from photos shipped in scikit-image/scikit-learn wheels; "
@@ -338,6 +354,13 @@ class Table:
     ``mean``, ``std``, ``n_seeds``, ``cells`` (text without bold markup) and ``best`` are
     DataFrames indexed by label with one column per ``column_name(metric, protocol)``, in
     ``columns`` order; numbers stay available for CSV and plots.
+
+    Optional decorations (seed layouts, proxies): ``second`` marks the second-best cells
+    (underlined), ``marks`` holds a suffix per cell (e.g. the non-significance dagger),
+    ``row_marks`` a suffix per label (the proxy ``‡``), ``reported`` the labels of published
+    rows (listed last, below a rule, never ranked), ``ids``/``headers`` override the column ids
+    and Markdown headers, and ``groups``/``subheaders`` the two LaTeX header rows (e.g. one group
+    per DPED phone).
     """
 
     dataset: str | None
@@ -351,17 +374,31 @@ class Table:
     higher_is_better: dict[str, bool]
     methods: dict[str, str] = field(default_factory=dict)
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    second: pd.DataFrame | None = None
+    marks: pd.DataFrame | None = None
+    row_marks: dict[str, str] = field(default_factory=dict)
+    reported: list[str] = field(default_factory=list)
+    ids: list[str] | None = None
+    headers: list[str] | None = None
+    groups: list[tuple[str, int]] | None = None
+    subheaders: list[str] | None = None
 
     @property
     def column_names(self) -> list[str]:
+        if self.ids is not None:
+            return list(self.ids)
         return [column_name(m, p) for m, p in self.columns]
 
     def numeric_frame(self) -> pd.DataFrame:
-        """Means and stds in separate columns (``PSNR_d_mean``, ``PSNR_d_std``, ...), one row per label."""
+        """Means and stds in separate columns (``PSNR_d_mean``, ``PSNR_d_std``, ...), one row per label.
+
+        ``proxy`` says which rows carry the proxy mark (their run.json has ``proxy_notes``).
+        """
         data: dict[str, Any] = {
             "dataset": [self.dataset] * len(self.labels),
             "label": list(self.labels),
             "method": [self.methods.get(label, "") for label in self.labels],
+            "proxy": [label in self.row_marks for label in self.labels],
         }
         for name in self.column_names:
             data[f"{name}_mean"] = self.mean[name].to_numpy(dtype=float)
@@ -438,13 +475,9 @@ def method_table(
         cells.loc[record.label, name] = _cell(record.metric, record)
         hib.setdefault(name, bool(record.higher_is_better))
 
+    second = best.copy()
     for (metric, _), name in zip(columns, names, strict=True):
-        values = mean[name].dropna()
-        if len(values) < 2:
-            continue
-        rounded = values.map(lambda v, m=metric: _round(m, v))
-        target = rounded.max() if hib[name] else rounded.min()
-        best.loc[rounded.index[rounded == target], name] = True
+        best[name], second[name] = _rank_marks(mean[name], metric, hib[name])
 
     methods = frame.groupby("label", sort=False)["method"].first().to_dict()
     return Table(
@@ -459,7 +492,27 @@ def method_table(
         higher_is_better=hib,
         methods=methods,
         summary=stats,
+        second=second,
     )
+
+
+def _rank_marks(values: pd.Series, metric: str, higher_is_better: bool) -> tuple[pd.Series, pd.Series]:
+    """Best and second-best flags of one column, compared at display precision.
+
+    Best needs at least two values; second best at least three (with two it is just "worst").
+    Ties share the mark.
+    """
+    best = pd.Series(False, index=values.index)
+    second = best.copy()
+    present = values.dropna()
+    if len(present) < 2:
+        return best, second
+    rounded = present.map(lambda v: _round(metric, v))
+    ordered = sorted(rounded.unique(), reverse=higher_is_better)
+    best[rounded.index[rounded == ordered[0]]] = True
+    if len(present) >= 3 and len(ordered) >= 2:
+        second[rounded.index[rounded == ordered[1]]] = True
+    return best, second
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,19 +524,46 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", r"\|")
 
 
+# How each writer shows a best cell, a second-best cell, and a cell or label mark.
+_STYLES: dict[str, dict[str, str]] = {
+    "md": {"best": "**{}**", "second": "<u>{}</u>", "mark": "{}{}"},
+    "tex": {"best": r"\textbf{{{}}}", "second": r"\underline{{{}}}", "mark": "{}{}"},
+    "html": {"best": "<b>{}</b>", "second": "<u>{}</u>", "mark": "{}<sup>{}</sup>"},
+}
+
+
+def _flag(frame: pd.DataFrame | None, label: str, name: str) -> bool:
+    return frame is not None and bool(frame.loc[label, name])
+
+
+def _decorated(table: Table, label: str, name: str, style: str, escape: Any) -> str:
+    """One cell in a writer's markup: escaped text, best/second emphasis, then its mark."""
+    form = _STYLES[style]
+    text = escape(table.cells.loc[label, name])
+    if _flag(table.best, label, name):
+        text = form["best"].format(text)
+    elif _flag(table.second, label, name):
+        text = form["second"].format(text)
+    mark = table.marks.loc[label, name] if table.marks is not None else ""
+    return form["mark"].format(text, escape(mark)) if mark else text
+
+
+def _label_text(table: Table, label: str, style: str, escape: Any) -> str:
+    mark = table.row_marks.get(label, "")
+    return _STYLES[style]["mark"].format(escape(label), escape(mark)) if mark else escape(label)
+
+
 def to_markdown(table: Table, caption: str = "") -> str:
-    """GitHub pipe table, best cells as ``**x**``, the caption as a paragraph above."""
-    headers = ["Method"] + [_header(m, p) for m, p in table.columns]
+    """GitHub pipe table, best cells as ``**x**`` (second best ``<u>x</u>``), caption above."""
+    headers = ["Method"] + (table.headers or [_header(m, p) for m, p in table.columns])
     lines = []
     if caption:
         lines += [caption.strip(), ""]
     lines.append("| " + " | ".join(_md_escape(h) for h in headers) + " |")
     lines.append("|" + "|".join([":---"] + ["---:"] * len(table.columns)) + "|")
     for label in table.labels:
-        cells = [_md_escape(label)]
-        for name in table.column_names:
-            text = _md_escape(table.cells.loc[label, name])
-            cells.append(f"**{text}**" if table.best.loc[label, name] else text)
+        cells = [_label_text(table, label, "md", _md_escape)]
+        cells += [_decorated(table, label, name, "md", _md_escape) for name in table.column_names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -503,6 +583,9 @@ _LATEX_SPECIAL = {
     "×": r"$\times$",
     "·": r"$\cdot$",
     "σ": r"$\sigma$",
+    "α": r"$\alpha$",
+    "†": r"$^{\dagger}$",
+    "‡": r"$^{\ddagger}$",
     "Δ": r"$\Delta$",
     "≤": r"$\leq$",
     "≥": r"$\geq$",
@@ -545,15 +628,20 @@ def to_latex(table: Table, caption: str = "") -> str:
         else:
             spans.append((metric, [protocol]))
 
+    if table.groups:
+        groups = [(latex_escape(text), width) for text, width in table.groups]
+        second = [""] + [latex_escape(h) for h in table.subheaders or []]
+    else:
+        groups = [(LATEX_NAMES.get(metric) or latex_escape(DISPLAY_NAMES.get(metric, metric)), len(protocols))
+                  for metric, protocols in spans]
+        second = [""] + [latex_escape(p) for _, protocols in spans for p in protocols]
     top = ["Method"]
     rules = []
     start = 2
-    for metric, protocols in spans:
-        name = LATEX_NAMES.get(metric) or latex_escape(DISPLAY_NAMES.get(metric, metric))
-        top.append(rf"\multicolumn{{{len(protocols)}}}{{c}}{{{name}}}")
-        rules.append(rf"\cmidrule(lr){{{start}-{start + len(protocols) - 1}}}")
-        start += len(protocols)
-    second = [""] + [latex_escape(p) for _, protocols in spans for p in protocols]
+    for name, width in groups:
+        top.append(rf"\multicolumn{{{width}}}{{c}}{{{name}}}")
+        rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+        start += width
 
     short = f"qmap-bench results on {table.dataset}" if table.dataset else "qmap-bench results"
     lines = [
@@ -570,13 +658,34 @@ def to_latex(table: Table, caption: str = "") -> str:
         r"\midrule",
     ]
     for label in table.labels:
-        cells = [latex_escape(label)]
-        for name in table.column_names:
-            text = latex_escape(table.cells.loc[label, name])
-            cells.append(rf"\textbf{{{text}}}" if table.best.loc[label, name] else text)
+        if table.reported and label == table.reported[0]:
+            lines.append(r"\midrule")  # published rows below a rule: not scored by this code
+        cells = [_label_text(table, label, "tex", latex_escape)]
+        cells += [_decorated(table, label, name, "tex", latex_escape) for name in table.column_names]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(line for line in lines if line) + "\n"
+
+
+def to_html(table: Table, caption: str = "") -> str:
+    """An HTML ``<table>`` (best in ``<b>``, second best in ``<u>``) after its caption paragraph.
+
+    The caption is a ``<p class="caption">`` rather than ``<caption>``: a ``<caption>`` is as
+    narrow as its table, and a long caption over a two-column table becomes a tall ribbon.
+    """
+    from html import escape
+
+    headers = ["Method"] + (table.headers or [_header(m, p) for m, p in table.columns])
+    parts = [f"<p class=\"caption\">{escape(caption.strip())}</p>"] if caption else []
+    parts.append("<table class=\"results\">")
+    parts.append("<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr></thead><tbody>")
+    for label in table.labels:
+        kind = " class=\"reported\"" if label in table.reported else ""
+        cells = [f"<th scope=\"row\">{_label_text(table, label, 'html', escape)}</th>"]
+        cells += [f"<td>{_decorated(table, label, name, 'html', escape)}</td>" for name in table.column_names]
+        parts.append(f"<tr{kind}>" + "".join(cells) + "</tr>")
+    parts.append("</tbody></table>")
+    return "\n".join(parts) + "\n"
 
 
 def to_csv(table: Table) -> str:
@@ -665,6 +774,7 @@ def caption(rows: pd.DataFrame, infos: Iterable[Mapping[str, Any]] = ()) -> str:
     if any(str(d).startswith("demo") for d in datasets):
         parts.append(f"Data: {DEMO_NOTE}.")
     parts += _caption_notes(infos, labels)
+    parts += _caption_proxy(infos, labels)
     if "f" in protocols:
         parts += _caption_full_resolution(infos, labels)
     parts += _caption_missing(frame, infos)
@@ -707,7 +817,8 @@ def _caption_seeds(frame: pd.DataFrame) -> str:
 def _caption_scoring(metrics: list[str], infos: Sequence[Mapping[str, Any]]) -> str:
     arrows = {True: "↑", False: "↓"}
     directions = [f"{DISPLAY_NAMES.get(m, m)} {arrows[HIGHER_IS_BETTER[m]]}" for m in metrics if m in HIGHER_IS_BETTER]
-    text = "Best per column in bold" + (f" ({_join(directions)})" if directions else "") + ". "
+    text = "Best per column in bold" + (f" ({_join(directions)})" if directions else "")
+    text += ", second best underlined (with three or more methods). "
     conventions = [text for metric, text in _CONVENTIONS if metric is None or metric in metrics]
     text += "Scoring: " + "; ".join(conventions) + "."
     if "seconds" in metrics:
@@ -732,6 +843,29 @@ def _caption_notes(infos: Sequence[Mapping[str, Any]], labels: list[str]) -> lis
         return _join(sorted(dict.fromkeys(names), key=lambda name: rank.get(name, len(rank))))
 
     return ["Notes: " + "; ".join(f"{note} ({who(names)})" for note, names in notes.items()) + "."]
+
+
+def proxy_labels(infos: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Labels whose run.json carries non-empty ``proxy_notes``, with their notes (deduplicated)."""
+    found: dict[str, list[str]] = {}
+    for info in infos:
+        notes = [str(note).strip().rstrip(".") for note in info.get("proxy_notes") or [] if str(note).strip()]
+        if notes and info.get("label") is not None:
+            known = found.setdefault(str(info["label"]), [])
+            known += [note for note in notes if note not in known]
+    return found
+
+
+def _caption_proxy(infos: Sequence[Mapping[str, Any]], labels: list[str]) -> list[str]:
+    proxies = proxy_labels(infos)
+    if not proxies:
+        return []
+    by_note: dict[str, list[str]] = {}
+    for label in [label for label in labels if label in proxies] + [p for p in proxies if p not in labels]:
+        for note in proxies[label]:
+            by_note.setdefault(note, []).append(label)
+    text = "; ".join(f"{note} ({_join(names)})" for note, names in by_note.items())
+    return [f"{PROXY_MARK} Proxy results, not the paper's configuration: {text}."]
 
 
 def _caption_full_resolution(infos: Sequence[Mapping[str, Any]], labels: list[str]) -> list[str]:
@@ -791,6 +925,28 @@ def _order_hint(infos: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(dict.fromkeys(label for _, label in sorted(ranked, key=lambda item: item[0])))
 
 
+def label_order(infos: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Labels in suite order (run.json ``order``), for every table, matrix and plot of a report."""
+    return _order_hint(infos)
+
+
+def dataset_tables(rows: pd.DataFrame, infos: Sequence[Mapping[str, Any]], order: Sequence[str] | None = None,
+                   partial: str = "raise") -> list[tuple[str, Table, str]]:
+    """The generic method table of every dataset, with its caption and proxy marks.
+
+    Returns:
+        ``(dataset, table, caption)`` per dataset, in order of appearance.
+    """
+    frame = _prepare(rows)
+    out = []
+    for dataset in dict.fromkeys(frame["dataset"]):
+        subset = frame[frame["dataset"] == dataset]
+        table = method_table(subset, dataset=dataset, order=order, partial=partial)
+        table.row_marks = {label: PROXY_MARK for label in proxy_labels(_relevant_infos(subset, infos))}
+        out.append((dataset, table, caption(subset, infos)))
+    return out
+
+
 def write_report(
     runs_dir: str | Path, out_dir: str | Path | None = None, partial: str = "raise"
 ) -> dict[str, Path]:
@@ -843,10 +999,7 @@ def write_report(
     if warning:
         md_parts.append(warning + "\n")
         tex_parts.append("% " + warning.replace("**", "").replace("`", "") + "\n")
-    for dataset in datasets:
-        subset = frame[frame["dataset"] == dataset]
-        table = method_table(subset, dataset=dataset, order=order, partial=partial)
-        text = caption(subset, done)
+    for dataset, table, text in dataset_tables(frame, done, order, partial):
         if len(datasets) > 1:
             md_parts.append(f"## {dataset}\n")
             tex_parts.append(f"% ---- {dataset} ----\n")
@@ -860,3 +1013,354 @@ def write_report(
     combined = pd.concat(csv_frames, ignore_index=True, sort=False)
     atomic_write_text(paths["csv"], combined.to_csv(index=False, float_format="%.10g"))
     return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Seed layouts: the form of the seed's tables, with significance, proxy and reported rows
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A named table layout reproducing the form of a published table.
+
+    Attributes:
+        name: the ``--layout`` name.
+        title: what it reproduces (printed above the table and in the caption).
+        columns: ``(metric, protocol)`` in published order; protocol ``None`` is the dataset's
+            protocol (:func:`dataset_protocol`).
+        group_prefix: when set, every dataset whose label starts with it becomes a column group
+            (WESPE's DPED table: one group per phone, ``dped_<phone>``); else one table per dataset.
+        dataset_protocols: which protocols may stand in for ``None`` columns, in order of
+            preference (a FiveK table takes full images, ``f`` or else ``d``, never DPED patches).
+    """
+
+    name: str
+    title: str
+    columns: tuple[tuple[str, str | None], ...]
+    group_prefix: str | None = None
+    dataset_protocols: tuple[str, ...] = ("f", "d", "100")
+
+
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        Layout("muspe_table1", "form of the seed's MUSPE Table 1 (FiveK: PSNR_d, PSNR_f, SSIM_d, SSIM_f)",
+               (("psnr", "d"), ("psnr", "f"), ("ssim", "d"), ("ssim", "f"))),
+        Layout("muspe_table2", "form of the seed's MUSPE Table 2 (DPED 100×100 patches: PSNR_100, SSIM_100)",
+               (("psnr", "100"), ("ssim", "100"))),
+        Layout("upe_fivek", "form of the UPE FiveK table in the seed (PSNR, SSIM at the dataset's protocol)",
+               (("psnr", None), ("ssim", None)), dataset_protocols=("f", "d")),
+        Layout("wespe_dped", "form of WESPE's DPED table (per phone PSNR/SSIM on 100×100 patches)",
+               (("psnr", "100"), ("ssim", "100")), group_prefix="dped_"),
+    )
+}
+SIGNIFICANCE_ALPHA = 0.05
+
+
+def dataset_protocol(frame: pd.DataFrame, allowed: Sequence[str] = ("f", "d", "100")) -> str | None:
+    """The protocol a one-protocol layout uses: the first of ``allowed`` that was scored (``f``
+    first: the UPE protocol is full resolution, ``fivek_upe.yaml``), else None."""
+    present = set(frame["protocol"].dropna())
+    return next((protocol for protocol in allowed if protocol in present), None)
+
+
+def _layout_columns(layout: Layout, frame: pd.DataFrame) -> list[tuple[str, str | None]]:
+    protocol = dataset_protocol(frame, layout.dataset_protocols)
+    return [(metric, p if p is not None else protocol) for metric, p in layout.columns]
+
+
+def _has_columns(frame: pd.DataFrame, columns: Sequence[tuple[str, str | None]]) -> bool:
+    present = set(zip(frame["metric"], frame["protocol"], strict=True))
+    return all(p is not None and (m, p) in present for m, p in columns)
+
+
+def applicable_layouts(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Layout name -> datasets it can show (those with every column the layout needs)."""
+    frame = _prepare(rows)
+    found: dict[str, list[str]] = {}
+    for layout in LAYOUTS.values():
+        datasets = []
+        for dataset in dict.fromkeys(frame["dataset"]):
+            if layout.group_prefix and not str(dataset).startswith(layout.group_prefix):
+                continue
+            subset = frame[frame["dataset"] == dataset]
+            if _has_columns(subset, _layout_columns(layout, subset)):
+                datasets.append(dataset)
+        if datasets:
+            found[layout.name] = datasets
+    return found
+
+
+def _per_image(frame: pd.DataFrame, metric: str, protocol: str) -> pd.DataFrame:
+    """Image × label values of one column, averaged over seeds (the unit of the paired test)."""
+    part = frame[(frame["metric"] == metric) & (frame["protocol"] == protocol)]
+    return part.pivot_table(index=["key", "frame"], columns="label", values="value", aggfunc="mean", dropna=False)
+
+
+def _wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+    """Two-sided Wilcoxon signed-rank p-value of paired values and the number of pairs.
+
+    Pairs with a NaN are left out; zero differences are dropped (Wilcoxon's convention); exact
+    when there are no tied magnitudes and at most 50 pairs, else the normal approximation.
+    """
+    from scipy.stats import wilcoxon
+
+    diff = x - y
+    diff = diff[np.isfinite(diff)]
+    pairs = len(diff)
+    diff = diff[diff != 0]
+    if len(diff) == 0:
+        return 1.0, pairs
+    exact = len(diff) <= 50 and len(np.unique(np.abs(diff))) == len(diff)
+    result = wilcoxon(diff, zero_method="wilcox", method="exact" if exact else "approx")
+    return float(result.pvalue), pairs
+
+
+def significance_marks(rows: pd.DataFrame, table: Table, alpha: float = SIGNIFICANCE_ALPHA
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Mark cells whose difference to their column's best is not significant.
+
+    Per column, every label with a value is compared with the (first) best label by a paired
+    two-sided Wilcoxon signed-rank test over images, on per-image values averaged over seeds.
+    Cells with ``p >= alpha`` get :data:`NOT_SIGNIFICANT_MARK`.
+
+    Returns:
+        ``(marks, p_values, caption sentence)``; marks and p-values are label × column frames.
+    """
+    frame = _prepare(rows)
+    marks = pd.DataFrame("", index=table.mean.index, columns=table.column_names, dtype=object)
+    p_values = pd.DataFrame(np.nan, index=table.mean.index, columns=table.column_names)
+    sizes = []
+    for (metric, protocol), name in zip(table.columns, table.column_names, strict=True):
+        winners = [label for label in table.labels if _flag(table.best, label, name)]
+        if not winners:
+            continue
+        values = _per_image(frame, metric, protocol)
+        reference = values[winners[0]].to_numpy(dtype=float)
+        for label in table.labels:
+            if label in winners or label not in values.columns or not np.isfinite(table.mean.loc[label, name]):
+                continue
+            p, pairs = _wilcoxon(values[label].to_numpy(dtype=float), reference)
+            sizes.append(pairs)
+            p_values.loc[label, name] = p
+            if p >= alpha:
+                marks.loc[label, name] = NOT_SIGNIFICANT_MARK
+    if not sizes:
+        return marks, p_values, ""
+    images = min(sizes)
+    text = (f"{NOT_SIGNIFICANT_MARK}: the difference to the best of its column is not significant (two-sided "
+            f"Wilcoxon signed-rank test paired by image, per-image values averaged over seeds, α = {alpha:g}; "
+            f"{images} images); unmarked differences are.")
+    smallest = 2.0 / 2**images
+    if smallest >= alpha:
+        text += f" With {images} images no difference can be significant (smallest possible p = {smallest:.3g})."
+    return marks, p_values, text
+
+
+def _reported_value(reported: Mapping[str, str], metric: str, protocol: str) -> str | None:
+    name = COLUMN_NAMES.get(metric, metric)
+    return reported.get(f"{name}_{protocol}", reported.get(name))
+
+
+def _reported_warnings(name: str, frame: pd.DataFrame, protocols: Sequence[str]) -> list[str]:
+    """Where our data, split or protocol differ from the published rows'."""
+    from reports.reported import REPORTED
+
+    published = REPORTED[name]
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    splits = list(dict.fromkeys(frame["split"].dropna()))
+    warnings = []
+    if any(str(d).startswith("demo") for d in datasets):
+        warnings.append(f"our rows are on the smoke-scale demo data ({_join(datasets)}), the reported rows on "
+                        f"{published.dataset}: different images, so the numbers are not comparable")
+    elif not all(str(d).startswith(published.dataset) for d in datasets):
+        warnings.append(f"our rows are on {_join(datasets)}, the reported rows on {published.dataset}")
+    if published.split is None:
+        warnings.append(f"{published.short} does not state its split (ours: {_join(splits) or 'unknown'})")
+    elif splits != [published.split]:
+        warnings.append(f"split mismatch: ours {_join(splits) or 'unknown'}, {published.short} {published.split}")
+    if published.protocol is None:
+        ours = "; ".join(PROTOCOLS.get(p, p) for p in protocols)
+        warnings.append(f"{published.short} does not state its resolution protocol (ours: {ours})")
+    return warnings
+
+
+def _add_reported(table: Table, name: str) -> Table:
+    """Append the published rows of layout ``name`` below ours (never ranked, never marked)."""
+    from reports.reported import REPORTED
+
+    published = REPORTED[name]
+    for method, values in published.rows.items():
+        label = f"{method} (reported in {published.short})"
+        table.labels.append(label)
+        table.reported.append(label)
+        for (metric, protocol), column in zip(table.columns, table.column_names, strict=True):
+            text = _reported_value(values, metric, protocol)
+            table.cells.loc[label, column] = text if text is not None else "–"
+            table.mean.loc[label, column] = float(text) if text is not None else np.nan
+        for frame, fill in ((table.std, np.nan), (table.n_seeds, 0), (table.best, False), (table.second, False),
+                            (table.marks, "")):
+            if frame is not None:
+                frame.loc[label] = fill
+    return table
+
+
+def _concat_tables(parts: Sequence[tuple[str, Table]], order: Sequence[str]) -> Table:
+    """Side-by-side column groups (one per dataset) sharing one label column."""
+    labels = [label for label in order if any(label in t.labels for _, t in parts)]
+    labels += [label for _, t in parts for label in t.labels if label not in labels]
+    labels = list(dict.fromkeys(labels))
+
+    def joined(attribute: str, fill: Any) -> pd.DataFrame:
+        frames = []
+        for group, table in parts:
+            frame = getattr(table, attribute)
+            frame = frame.reindex(labels, fill_value=fill) if frame is not None else None
+            frames.append(frame.set_axis([f"{group}:{c}" for c in frame.columns], axis=1))
+        return pd.concat(frames, axis=1)
+
+    columns = [column for _, table in parts for column in table.columns]
+    ids = [f"{group}:{name}" for group, table in parts for name in table.column_names]
+    cells = joined("cells", "not run")
+    return Table(
+        dataset=_join(group for group, _ in parts), labels=labels, columns=columns,
+        mean=joined("mean", np.nan), std=joined("std", np.nan), n_seeds=joined("n_seeds", 0), cells=cells,
+        best=joined("best", False).astype(bool), second=joined("second", False).astype(bool),
+        marks=joined("marks", ""), higher_is_better={f"{g}:{k}": v for g, t in parts for k, v in t.higher_is_better.items()},
+        methods={k: v for _, t in parts for k, v in t.methods.items()}, ids=ids,
+        headers=[f"{g} {_header(m, p)}" for g, t in parts for m, p in t.columns],
+        groups=[(group, len(table.columns)) for group, table in parts],
+        subheaders=[_header(m, p) for _, t in parts for m, p in t.columns],
+    )
+
+
+@dataclass
+class LayoutTable:
+    """One rendered layout: its table, caption, warnings and per-cell p-values."""
+
+    layout: str
+    title: str
+    table: Table
+    caption: str
+    warnings: list[str] = field(default_factory=list)
+    p_values: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _decorated_table(rows: pd.DataFrame, columns: Sequence[tuple[str, str]], infos: Sequence[Mapping[str, Any]],
+                     order: Sequence[str] | None, partial: str, dataset: str) -> tuple[Table, pd.DataFrame, str]:
+    subset = rows[rows[["metric", "protocol"]].apply(tuple, axis=1).isin(set(columns))]
+    table = method_table(subset, dataset=dataset, order=order, partial=partial)
+    marks, p_values, text = significance_marks(subset, table)
+    table.marks = marks
+    table.row_marks = {label: PROXY_MARK for label in proxy_labels(_relevant_infos(subset, infos))}
+    return table, p_values, text
+
+
+def layout_tables(rows: pd.DataFrame, name: str, infos: Iterable[Mapping[str, Any]] = (),
+                  reported: bool = False, order: Sequence[str] | None = None,
+                  partial: str = "raise") -> list[LayoutTable]:
+    """Build the tables of one seed layout (one per dataset, or one grouped table).
+
+    Args:
+        rows: result rows (all datasets); the layout keeps what it applies to.
+        name: a key of :data:`LAYOUTS`.
+        infos: run.json contents (captions, proxy marks).
+        reported: append the published rows of :mod:`reports.reported` with warnings where our
+            data, split or protocol differ.
+        order: label order hint.
+        partial: see :func:`summary`.
+
+    Raises:
+        ValueError: unknown layout, or no dataset has the layout's columns.
+    """
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown layout {name!r}; known: {', '.join(['generic', *LAYOUTS])}")
+    layout = LAYOUTS[name]
+    frame = _prepare(rows)
+    infos = list(infos)
+    datasets = applicable_layouts(frame).get(name)
+    if not datasets:
+        needed = ", ".join(column_name(m, p or "<dataset protocol>") for m, p in layout.columns)
+        prefix = f" on datasets named {layout.group_prefix}*" if layout.group_prefix else ""
+        raise ValueError(f"layout {name} needs {needed}{prefix}; no dataset in these runs has them")
+    from reports.reported import REPORTED
+
+    groups: list[tuple[str, pd.DataFrame, list[tuple[str, str]]]] = []
+    for dataset in datasets:
+        subset = frame[frame["dataset"] == dataset]
+        groups.append((dataset, subset, _layout_columns(layout, subset)))
+    if layout.group_prefix:
+        built = [(d, *_decorated_table(s, c, infos, order, partial, d)) for d, s, c in groups]
+        table = _concat_tables([(d[len(layout.group_prefix):], t) for d, t, _, _ in built], order or [])
+        p_values = pd.concat([p.set_axis([f"{d[len(layout.group_prefix):]}:{c}" for c in p.columns], axis=1)
+                              .reindex(table.labels) for d, _, p, _ in built], axis=1)
+        units = [(_join(datasets), pd.concat([s for _, s, _ in groups]), table, p_values,
+                  next((text for *_, text in built if text), ""), groups[0][2])]
+    else:
+        units = []
+        for dataset, subset, columns in groups:
+            table, p_values, text = _decorated_table(subset, columns, infos, order, partial, dataset)
+            units.append((dataset, subset, table, p_values, text, columns))
+
+    out = []
+    for dataset, subset, table, p_values, significance_text, columns in units:
+        subset = subset[subset[["metric", "protocol"]].apply(tuple, axis=1).isin(set(columns))] \
+            if not layout.group_prefix else subset
+        warnings = []
+        parts = [f"Layout: {layout.title}.", caption(subset, infos), significance_text]
+        if reported and name in REPORTED:
+            table = _add_reported(table, name)
+            warnings = _reported_warnings(name, subset, list(dict.fromkeys(p for _, p in columns)))
+            parts.append(f"Rows '(reported in {REPORTED[name].short})': numbers as printed in "
+                         f"{REPORTED[name].source}; copied, not recomputed by qmap-bench, and never ranked.")
+        elif reported:
+            parts.append(f"No published numbers are available for the {name} layout.")
+        if warnings:
+            parts.append("Warning: " + "; ".join(warnings) + ".")
+        out.append(LayoutTable(name, f"{layout.title} — {dataset}", table, " ".join(p for p in parts if p),
+                               warnings, p_values))
+    return out
+
+
+def layout_csv(result: LayoutTable) -> str:
+    """Numbers of a layout: means, stds, seeds and p-values against the best, plus row kinds."""
+    from reports.reported import REPORTED
+
+    frame = result.table.numeric_frame()
+    if result.table.reported:
+        frame.loc[frame["label"].isin(result.table.reported), "dataset"] = f"{REPORTED[result.layout].dataset} (reported)"
+    frame.insert(3, "kind", ["reported" if label in result.table.reported else "ours" for label in frame["label"]])
+    for column in result.table.column_names:
+        if column in result.p_values.columns:
+            frame[f"{column}_p_vs_best"] = result.p_values[column].reindex(frame["label"]).to_numpy()
+    return frame.to_csv(index=False, float_format="%.10g")
+
+
+def write_layouts(rows: pd.DataFrame, out_dir: str | Path, names: Sequence[str],
+                  infos: Iterable[Mapping[str, Any]] = (), reported: bool = False,
+                  order: Sequence[str] | None = None, partial: str = "raise") -> dict[str, list[LayoutTable]]:
+    """Write ``table_<layout>.md``, ``.tex`` and ``.csv`` for each layout name.
+
+    Returns:
+        Layout name -> its tables (for the HTML report).
+    """
+    out_dir = Path(out_dir)
+    infos = list(infos)
+    written: dict[str, list[LayoutTable]] = {}
+    for name in names:
+        results = layout_tables(rows, name, infos, reported=reported, order=order, partial=partial)
+        md, tex, csv = [], [], []
+        for result in results:
+            md.append(f"## {result.title}\n")
+            md += [f"**Warning:** {w}.\n" for w in result.warnings]
+            md.append(to_markdown(result.table, result.caption))
+            tex.append(to_latex(result.table, result.caption))
+            csv.append(layout_csv(result))
+        atomic_write_text(out_dir / f"table_{name}.md", "\n".join(md))
+        atomic_write_text(out_dir / f"table_{name}.tex", "\n".join(tex))
+        header, *bodies = csv
+        atomic_write_text(out_dir / f"table_{name}.csv",
+                          header + "".join(body.split("\n", 1)[1] for body in bodies))
+        written[name] = results
+    return written

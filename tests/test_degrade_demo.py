@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from datamodules import degrade as D
-from datamodules.demo import DEMO_PHOTOS, DEMO_SPLIT, DEMO_VERSION, build_demo, demo_split_ids
+from datamodules.demo import DEMO_PHOTOS, DEMO_SPLIT, DEMO_VERSION, build_paired_demo, demo_split_ids
 from datamodules.io import list_images, read_id_list, read_image, sha256_file
 
 
@@ -143,7 +143,8 @@ def test_degrade_rejects_integer_images() -> None:
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    return build_demo(out, seed=0)["paired"]
+    # The paired set alone: the weakly-paired and unpaired sets have their own tests.
+    return build_paired_demo(out, seed=0)
 
 
 def _file_states(root: Path) -> dict[str, tuple[int, str]]:
@@ -191,7 +192,7 @@ def test_demo_second_build_is_a_cache_hit(demo_root: Path) -> None:
     before = _file_states(demo_root)
     lines: list[str] = []
     start = time.perf_counter()
-    build_demo(demo_root.parent, seed=0, progress=lines.append)
+    build_paired_demo(demo_root.parent, seed=0, progress=lines.append)
     assert time.perf_counter() - start < 1.0
     assert _file_states(demo_root) == before
     assert len(lines) == 1 and "cached" in lines[0]
@@ -200,7 +201,7 @@ def test_demo_second_build_is_a_cache_hit(demo_root: Path) -> None:
 def test_demo_force_rebuild_is_byte_identical(demo_root: Path) -> None:
     before = _file_states(demo_root)
     lines: list[str] = []
-    build_demo(demo_root.parent, seed=0, force=True, progress=lines.append)
+    build_paired_demo(demo_root.parent, seed=0, force=True, progress=lines.append)
     after = _file_states(demo_root)
     assert len(lines) == sum(len(ids) for ids in DEMO_PHOTOS.values())  # really rebuilt
     assert {k: v[1] for k, v in after.items()} == {k: v[1] for k, v in before.items()}
@@ -211,7 +212,7 @@ def test_demo_without_manifest_is_rebuilt(demo_root: Path) -> None:
     # An interrupted build has files but no manifest (it is written last): it must not count as cached.
     (demo_root / "manifest.json").unlink()
     lines: list[str] = []
-    build_demo(demo_root.parent, seed=0, progress=lines.append)
+    build_paired_demo(demo_root.parent, seed=0, progress=lines.append)
     assert not any("cached" in line for line in lines)
     assert (demo_root / "manifest.json").is_file()
 

@@ -316,7 +316,8 @@ def test_hash_is_computed_once_per_file_version(
 
 
 @pytest.fixture(scope="module")
-def random_alexnet_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+def random_alexnet_file(tmp_path_factory: pytest.TempPathFactory,
+                        hashed_weights_writer) -> Iterator[tuple[Path, str]]:
     """A torchvision AlexNet state dict with random weights, named with its own hash prefix.
 
     Full-size (≈ 240 MB, like the real file), made once per module and deleted afterwards so
@@ -326,11 +327,7 @@ def random_alexnet_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
 
     torch.manual_seed(0)
     state = torchvision.models.alexnet(weights=None).state_dict()
-    raw = tmp_path_factory.mktemp("alexnet") / "alexnet.pth"
-    torch.save(state, raw)
-    prefix = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
-    named = raw.with_name(f"alexnet-owt-{prefix}.pth")
-    raw.rename(named)
+    named, prefix = hashed_weights_writer(state, tmp_path_factory.mktemp("alexnet"), "alexnet-owt")
     yield named, prefix
     named.unlink(missing_ok=True)
 

@@ -80,6 +80,10 @@ def test_apply_protocol() -> None:
     assert apply_protocol(image, "d").shape == (512, 512, 3)
     assert apply_protocol(image, "f") is image
     with pytest.raises(ValueError, match="unknown protocol"):
+        apply_protocol(image, "x")
+    patch = np.zeros((100, 100, 3), np.float32)
+    assert apply_protocol(patch, "100") is patch
+    with pytest.raises(ValueError, match="100x100 test patches; got a 1411x1411"):
         apply_protocol(image, "100")
 
 
