@@ -259,8 +259,11 @@ def ms_ssim(
         weights: Exponent per scale; the number of scales is their count.
 
     Returns:
-        ``(B,)`` float64; 1 for identical images. NaN where a contrast-structure (or the last
-        SSIM) term is negative, as DPED's numpy gives (only strongly anti-correlated images).
+        ``(B,)`` float64; 1 for identical images, 0 when a contrast-structure (or the last SSIM)
+        term is negative. That clamp is our one departure from DPED's numpy code, where a negative
+        base to a fractional power gives NaN (only for strongly anti-correlated outputs, e.g. a
+        collapsed GAN); TensorFlow's ``tf.image.ssim_multiscale`` clamps the same way (ReLU). A
+        metric must give every image a value, or tables cannot average it.
     """
     _check_pair(pred, target)
     x, y = _levels(pred), _levels(target)
@@ -274,8 +277,8 @@ def ms_ssim(
         ssim_last = ssim_level
         if level < len(weights) - 1:
             x, y = _halve(x), _halve(y)
-    cs = torch.stack(cs_terms[:-1], dim=1)  # (B, levels - 1)
-    return torch.prod(cs.pow(w[:-1]), dim=1) * ssim_last.pow(w[-1])
+    cs = torch.stack(cs_terms[:-1], dim=1).clamp_min(0)  # (B, levels - 1)
+    return torch.prod(cs.pow(w[:-1]), dim=1) * ssim_last.clamp_min(0).pow(w[-1])
 
 
 # --------------------------------------------------------------------------------------------

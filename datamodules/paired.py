@@ -20,7 +20,7 @@ import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
-from torch.utils.data import DataLoader, Dataset, Sampler  # noqa: E402
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler  # noqa: E402
 
 from datamodules.io import (  # noqa: E402
     BUILTIN_SPLITS,
@@ -106,8 +106,6 @@ class PairedTrainDataset(Dataset):
         pairs: ``(id, input, target)`` triples.
         crop_size: Side of the square crops.
         store: Image loader (shared cache).
-        samples_per_epoch: Length of one epoch; indices cycle over the pairs. None: one sample
-            per pair.
         flips: Random horizontal and vertical flips.
     """
 
@@ -116,14 +114,12 @@ class PairedTrainDataset(Dataset):
         pairs: list[Pair],
         crop_size: int,
         store: ImageStore,
-        samples_per_epoch: int | None = None,
         flips: bool = True,
     ) -> None:
         if not pairs:
             raise ValueError("no training pairs")
         self.pairs = pairs
         self.store = store
-        self.samples_per_epoch = samples_per_epoch
         self.transform = SeededTransform(paired_train_transform(crop_size, flips=flips))
 
     @property
@@ -132,10 +128,10 @@ class PairedTrainDataset(Dataset):
         return [pair[0] for pair in self.pairs]
 
     def __len__(self) -> int:
-        return self.samples_per_epoch or len(self.pairs)
+        return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        pair = self.pairs[index % len(self.pairs)]
+        pair = self.pairs[index]
         source, target = self.store.pair(pair)
         out = self.transform(image=source, target=target)
         return {"input": to_tensor(out["image"]), "target": to_tensor(out["target"]), "key": pair[0]}
@@ -303,9 +299,11 @@ class PairedDataModule(L.LightningDataModule):
             self._resolve()["train"],
             self.crop_size,
             self._store,
-            samples_per_epoch=self.train_samples_per_epoch,
         )
-        return self._loader(dataset, self.batch_size, shuffle=True)
+        # Without replacement, a sampler longer than the dataset chains fresh permutations: an
+        # epoch shorter than the image list still draws from every image over the run.
+        sampler = RandomSampler(dataset, num_samples=self.train_samples_per_epoch or len(dataset))
+        return make_loader(dataset, self.batch_size, self.num_workers, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """Protocol ``d`` over the validation ids; an empty list (no validation) when there are none."""

@@ -475,3 +475,11 @@ def test_directions_come_from_results_and_cover_every_metric() -> None:
         "psnr": True, "ssim": True, "ms_ssim": True,
         "delta_e76": False, "delta_e2000": False, "lpips": False,
     }
+
+
+def test_ms_ssim_is_zero_not_nan_for_anti_correlated_images():
+    """A negative contrast-structure term gives 0 (TF's clamp), never NaN (DPED's numpy)."""
+    torch.manual_seed(0)
+    target = metrics.quantize(torch.rand(1, 3, 100, 100))
+    value = metrics.ms_ssim(metrics.quantize(1 - target), target)
+    assert torch.isfinite(value).all() and value.item() == 0.0
