@@ -53,15 +53,17 @@ Configs ship in benchmark/configs/{trainer,methods,data,suites}.
 
 
 def _lightning(argv: list[str]) -> int:
-    from baselines.weights import WeightsUnavailable
+    from benchmark.errors import find_user_error
     from benchmark.lightning_cli import run_lightning_cli
-    from datamodules.io import ImageReadError
 
     try:
         run_lightning_cli(argv)
-    except (WeightsUnavailable, ImageReadError) as err:
+    except Exception as err:
         # A missing weight file or a bad image is the user's to fix: one clear message, no traceback.
-        print(f"qmap {argv[0]}: {err}", file=sys.stderr)
+        user_error = find_user_error(err)
+        if user_error is None:
+            raise
+        print(f"qmap {argv[0]}: {user_error}", file=sys.stderr)
         return 1
     return 0
 

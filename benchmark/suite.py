@@ -308,7 +308,10 @@ def run_suite(specs: list[RunSpec], devices: int = 1, force: bool = False) -> di
                 execute(spec.run_dir)
         except Exception as err:  # one failed run must not lose the others: record it and go on
             _record_failure(spec, "".join(traceback.format_exception(err)))
-            print(f"{prefix}: FAILED after {time.perf_counter() - started:.1f} s: {err}", file=sys.stderr, flush=True)
+            from benchmark.errors import find_user_error
+
+            reason = find_user_error(err) or err
+            print(f"{prefix}: FAILED after {time.perf_counter() - started:.1f} s: {reason}", file=sys.stderr, flush=True)
             outcome[spec.run_id] = "failed"
             continue
         print(f"{prefix}: done in {time.perf_counter() - started:.1f} s", flush=True)

@@ -38,3 +38,20 @@ def test_console_script_is_installed():
     qmap = Path(sys.executable).with_name("qmap")
     done = subprocess.run([str(qmap), "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "usage: qmap" in done.stdout
+
+
+def test_missing_vgg_weights_give_one_message_not_a_traceback(tmp_path, tiny_paired):
+    """`qmap fit` with the paper's VGG-19 content loss and no weight file: exit 1, one clear line."""
+    import os
+
+    configs = REPO / "benchmark" / "configs"
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "empty_torch_home"), PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark.cli", "fit", "--config", str(configs / "trainer/quick.yaml"),
+         "--config", str(configs / "methods/dped.yaml"), "--config", str(configs / "data/demo.yaml"),
+         "--data.init_args.root", str(tiny_paired), "--data.init_args.split", "tiny", "--trainer.max_steps", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert "vgg19-dcbb9e9d.pth" in done.stderr
+    assert str(tmp_path / "empty_torch_home" / "hub" / "checkpoints") in done.stderr
