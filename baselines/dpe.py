@@ -72,8 +72,10 @@ Padding, sizes and where the padded region goes (§6.4, §6.7):
     * Training crops: DPE trains on whole photos with long side 512, padded to 512². Here training
       batches follow the same fitting rule, so crops of exactly ``input_size`` fill the canvas
       (no padding, no wasted compute: use ``crop_size = input_size`` for quick runs), smaller crops
-      are padded and larger ones down-scaled. A faithful FiveK run needs a data module that yields
-      whole 512-px photos (batch 3).
+      are padded and larger ones down-scaled. FiveK photos of different shapes come whole in one
+      batch (``UnpairedDataModule(pad_mode="canvas")``, batch 3): the batch carries each photo's
+      valid size (``input_hw``/``target_hw``), and each photo gets its own rectangle here, so the
+      data module's zero padding is replaced by DPE's rule and never reaches a loss (tested).
     * Inputs larger than ``input_size`` at evaluation: ``forward`` (hence ``enhance`` and the
       ``_f`` protocol) down-scales the long side to ``input_size`` (area), enhances on the canvas,
       and up-scales the output to the original size with bilinear interpolation (alternatives:
@@ -117,7 +119,7 @@ from torch import Tensor, nn
 
 from baselines.base import AdversarialMethod
 from baselines.critics import AdaptiveLambda, PenaltyMode, gradient_penalty
-from baselines.layers import tf_variance_scaling_
+from baselines.layers import SymmetricConv2d, symmetric_indices, symmetric_pad, tf_variance_scaling_  # noqa: F401
 
 #: Paper canvas side (FLAGS ``data_image_size``).
 PAPER_INPUT_SIZE = 512
@@ -131,36 +133,6 @@ Variant = Literal["supervised", "gan_2way", "gan_1way"]
 # ---------------------------------------------------------------------------------------------
 # Padding, canvas and schedule helpers (pure functions)
 # ---------------------------------------------------------------------------------------------
-
-
-def symmetric_indices(size: int, before: int, after: int, device: torch.device | None = None) -> Tensor:
-    """Source indices of numpy's ``'symmetric'`` padding (TF ``SYMMETRIC``) along one axis.
-
-    The edge sample is repeated (``[a b c]`` padded by 2 gives ``b a | a b c | c b``), and pads
-    longer than the axis keep mirroring with period ``2 * size``, as ``np.pad`` does.
-
-    Args:
-        size: length of the axis (>= 1).
-        before: samples added in front.
-        after: samples added at the end.
-        device: device of the returned indices.
-
-    Returns:
-        ``(before + size + after,)`` long tensor of indices into the axis.
-    """
-    i = torch.arange(-before, size + after, device=device)
-    j = torch.remainder(i, 2 * size)
-    return torch.where(j >= size, 2 * size - 1 - j, j)
-
-
-def symmetric_pad(x: Tensor, left: int, right: int, top: int, bottom: int) -> Tensor:
-    """Pad the last two axes of ``x`` with numpy/TF 'symmetric' padding (any amount)."""
-    if left == right == top == bottom == 0:
-        return x
-    h, w = x.shape[-2:]
-    rows = symmetric_indices(h, top, bottom, x.device)
-    cols = symmetric_indices(w, left, right, x.device)
-    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def fit_long_side(image: Tensor, size: int) -> Tensor:
@@ -195,6 +167,25 @@ def crop_rect(canvas: Tensor, rect: tuple[int, int]) -> Tensor:
     return canvas[..., : rect[0], : rect[1]]
 
 
+Rect = tuple[int, int] | list[tuple[int, int]]
+"""A valid rectangle shared by the whole batch, or one per sample (photos of different shapes)."""
+
+
+def repad(canvas: Tensor, rect: Rect, size: int) -> Tensor:
+    """Keep each sample's valid rectangle and re-pad the rest by the input's (symmetric) rule."""
+    if isinstance(rect, tuple):
+        return pad_to_canvas(crop_rect(canvas, rect), size)[0]
+    return torch.cat([pad_to_canvas(crop_rect(canvas[i : i + 1], r), size)[0] for i, r in enumerate(rect)])
+
+
+def valid_mse(a: Tensor, b: Tensor, rect: Rect) -> Tensor:
+    """Mean squared difference over the valid pixels only (every valid pixel weighs the same)."""
+    if isinstance(rect, tuple):
+        return F.mse_loss(crop_rect(a, rect), crop_rect(b, rect))
+    squared = sum(((crop_rect(a[i : i + 1], r) - crop_rect(b[i : i + 1], r)) ** 2).sum() for i, r in enumerate(rect))
+    return squared / sum(a.shape[1] * h * w for h, w in rect)
+
+
 def linear_decay_factor(epoch: int, start: int, end: int) -> float:
     """LR multiplier: 1 before ``start``, then linear to 0 at ``end`` (clamped at 0)."""
     if epoch < start:
@@ -226,21 +217,6 @@ def _check_input_size(input_size: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # Networks
 # ---------------------------------------------------------------------------------------------
-
-
-class SymmetricConv2d(nn.Conv2d):
-    """Conv with TF 'SYMMETRIC' padding of ``k // 2`` on every side, then a 'valid' conv.
-
-    Output size ``ceil(H / stride)`` for odd kernels, as DPE's ``conv_layer(k, s, c, "SYMMETRIC")``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, in, H, W) -> (B, out, ceil(H / s), ceil(W / s))``."""
-        p = self.kernel_size[0] // 2
-        return super().forward(symmetric_pad(x, p, p, p, p))
 
 
 #: Channels seen by each "act" (SELU → BN) of the generator; the decoder's acts come after the
@@ -447,23 +423,38 @@ class DPE(AdversarialMethod):
         self._penalties: dict[str, Tensor] = {}
 
     # -- canvases ---------------------------------------------------------------------------------
-    def canvas(self, image: Tensor) -> tuple[Tensor, tuple[int, int], Tensor]:
+    def canvas(self, image: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Rect, Tensor | None]:
         """Fit an image batch to the canvas.
 
-        Returns:
-            ``(canvas, rect, fitted)``: the ``(B, 3, S, S)`` canvas, the valid rectangle and the
-            fitted (possibly down-scaled) image, which equals ``crop_rect(canvas, rect)``.
-        """
-        fitted = fit_long_side(image, self.input_size)
-        canvas, rect = pad_to_canvas(fitted, self.input_size)
-        return canvas, rect, fitted
+        Args:
+            image: ``(B, 3, H, W)``.
+            valid: optional ``(B, 2)`` valid heights and widths, when the data module zero-padded
+                photos of different shapes to one batch (``UnpairedDataModule(pad_mode="canvas")``,
+                as DPE batches whole FiveK photos): each sample is then cut to its own valid part,
+                fitted and padded by DPE's rule, so the data module's padding never reaches a loss.
 
-    def generate(self, canvas: Tensor, rect: tuple[int, int], inverse: bool = False, primed: bool = False) -> Tensor:
+        Returns:
+            ``(canvas, rect, fitted)``: the ``(B, 3, S, S)`` canvas, the valid rectangle (one per
+            sample when ``valid`` is given) and, for a shared rectangle, the fitted (possibly
+            down-scaled) image, which equals ``crop_rect(canvas, rect)``.
+        """
+        if valid is None:
+            fitted = fit_long_side(image, self.input_size)
+            canvas, rect = pad_to_canvas(fitted, self.input_size)
+            return canvas, rect, fitted
+        parts, rects = [], []
+        for i, (h, w) in enumerate(valid.tolist()):
+            part, rect = pad_to_canvas(fit_long_side(image[i : i + 1, :, :h, :w], self.input_size), self.input_size)
+            parts.append(part)
+            rects.append(rect)
+        return torch.cat(parts), rects, None
+
+    def generate(self, canvas: Tensor, rect: Rect, inverse: bool = False, primed: bool = False) -> Tensor:
         """Run a generator on a canvas and re-pad its output from the valid rectangle.
 
         Args:
             canvas: ``(B, 3, S, S)`` padded input.
-            rect: its valid rectangle.
+            rect: its valid rectangle (or one per sample).
             inverse: G_Y (Y -> X) instead of G_X.
             primed: the primed generator (same convs, its own BN set; ``gan_2way`` only).
 
@@ -475,7 +466,7 @@ class DPE(AdversarialMethod):
         norms = None
         if primed:
             norms = self.inverse_generator_primed_norms if inverse else self.generator_primed_norms
-        return pad_to_canvas(crop_rect(net(canvas, norms), rect), self.input_size)[0]
+        return repad(net(canvas, norms), rect, self.input_size)
 
     def forward(self, image: Tensor) -> Tensor:
         """Enhance ``(B, 3, H, W)`` in [0, 1] of any size; the output has the same shape.
@@ -492,8 +483,8 @@ class DPE(AdversarialMethod):
     # -- losses -----------------------------------------------------------------------------------
     def critic_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         """``−A_D + λ_Y·P_Y (+ λ_X·P_X)``; the unweighted penalties are kept for the λ adapters."""
-        x, rect_x, _ = self.canvas(batch["input"])
-        y, rect_y, _ = self.canvas(batch["target"])
+        x, rect_x, _ = self.canvas(batch["input"], batch.get("input_hw"))
+        y, rect_y, _ = self.canvas(batch["target"], batch.get("target_hw"))
         mode = self.hparams.penalty_mode
         with torch.no_grad():
             fake_y = self.generate(x, rect_x)
@@ -522,26 +513,28 @@ class DPE(AdversarialMethod):
 
     def generator_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         """Supervised MSE, or ``−A_G + α·I (+ 10α·C)``; every term on the valid rectangle."""
-        x, rect_x, x_fit = self.canvas(batch["input"])
+        x, rect_x, _ = self.canvas(batch["input"], batch.get("input_hw"))
         fake_y = self.generate(x, rect_x)
         if self.variant == "supervised":
-            target = fit_long_side(batch["target"], self.input_size)
-            if target.shape != x_fit.shape:
+            target, rect_t, _ = self.canvas(batch["target"], batch.get("target_hw"))
+            if rect_t != rect_x or batch["target"].shape != batch["input"].shape:
                 raise ValueError(f"the supervised variant needs targets aligned with the inputs, got "
                                  f"{tuple(batch['target'].shape)} for inputs of {tuple(batch['input'].shape)}")
-            mse = F.mse_loss(crop_rect(fake_y, rect_x), target)
+            mse = valid_mse(fake_y, target, rect_x)
             return mse, {"mse": mse}
-        identity = F.mse_loss(crop_rect(fake_y, rect_x), x_fit)
+        # Inside its rectangle a canvas is the fitted image itself: comparing canvases there is
+        # comparing to the (down-scaled) input.
+        identity = valid_mse(fake_y, x, rect_x)
         adversarial = self.critic_y(fake_y).mean()
         if self.variant == "gan_1way":
             loss = -adversarial + self.hparams.identity_weight * identity
             return loss, {"adversarial": adversarial, "identity": identity}
-        y, rect_y, y_fit = self.canvas(batch["target"])
+        y, rect_y, _ = self.canvas(batch["target"], batch.get("target_hw"))
         fake_x = self.generate(y, rect_y, inverse=True)
         cycle_x = self.generate(fake_y, rect_x, inverse=True, primed=True)  # x'' = G'_Y(y')
         cycle_y = self.generate(fake_x, rect_y, primed=True)  # y'' = G'_X(x')
-        identity = identity + F.mse_loss(crop_rect(fake_x, rect_y), y_fit)
-        cycle = F.mse_loss(crop_rect(cycle_x, rect_x), x_fit) + F.mse_loss(crop_rect(cycle_y, rect_y), y_fit)
+        identity = identity + valid_mse(fake_x, y, rect_y)
+        cycle = valid_mse(cycle_x, x, rect_x) + valid_mse(cycle_y, y, rect_y)
         adversarial = adversarial + self.critic_x(fake_x).mean()
         hp = self.hparams
         loss = -adversarial + hp.identity_weight * identity + hp.cycle_weight * cycle

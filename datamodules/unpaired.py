@@ -58,6 +58,7 @@ from pathlib import Path  # noqa: E402
 from typing import Literal  # noqa: E402
 
 import lightning as L  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, Sampler  # noqa: E402
@@ -73,6 +74,8 @@ from datamodules.io import (  # noqa: E402
 )
 from datamodules.paired import ImageStore, PairedEvalDataset, check_positive, make_loader  # noqa: E402
 from datamodules.transforms import PROTOCOLS, SeededTransform, paired_train_transform, to_tensor  # noqa: E402
+
+PadMode = Literal["reflect", "canvas"]
 
 __all__ = ["NO_TEST_NOTE", "IndependentPairSampler", "UnpairedDataModule", "UnpairedTrainDataset"]
 
@@ -137,7 +140,7 @@ class UnpairedTrainDataset(Dataset):
     """
 
     def __init__(self, sources: list[Image], targets: list[Image], crop_size: int, store: ImageStore,
-                 flips: bool = True) -> None:
+                 flips: bool = True, pad_mode: PadMode = "reflect") -> None:
         if not sources or not targets:
             raise ValueError(f"unpaired training needs images on both sides (source {len(sources)}, "
                              f"target {len(targets)})")
@@ -147,6 +150,7 @@ class UnpairedTrainDataset(Dataset):
         # Distinct streams: the two crops must not move together.
         self.source_transform = SeededTransform(paired_train_transform(crop_size, flips=flips), stream=1)
         self.target_transform = SeededTransform(paired_train_transform(crop_size, flips=flips), stream=2)
+        self.crop_size, self.flips, self.pad_mode = crop_size, flips, pad_mode
 
     @property
     def keys(self) -> list[str]:
@@ -160,10 +164,37 @@ class UnpairedTrainDataset(Dataset):
         source_index, target_index = index
         source_key, source_path = self.sources[source_index]
         target_key, target_path = self.targets[target_index]
+        if self.pad_mode == "canvas":
+            source, source_hw = canvas_sample(self.store.image(source_path), self.crop_size, self.flips)
+            target, target_hw = canvas_sample(self.store.image(target_path), self.crop_size, self.flips)
+            return {"input": source, "target": target, "input_hw": source_hw, "target_hw": target_hw,
+                    "key": source_key, "target_key": target_key}
         source = self.source_transform(image=self.store.image(source_path))["image"]
         target = self.target_transform(image=self.store.image(target_path))["image"]
         return {"input": to_tensor(source), "target": to_tensor(target), "key": source_key,
                 "target_key": target_key}
+
+
+def canvas_sample(image: np.ndarray, size: int, flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole photo (randomly cropped only where it exceeds ``size``), randomly flipped, and
+    zero-padded at the bottom and right to ``size``², with its valid ``(h, w)``.
+
+    This is how DPE batches whole FiveK photos of different shapes: the method reads the valid
+    sizes (``input_hw``/``target_hw``) and pads each photo by its own rule, so this padding never
+    reaches a loss. Draws come from torch's generator (seeded per worker by Lightning).
+    """
+    h, w = image.shape[:2]
+    top = int(torch.randint(0, h - size + 1, ())) if h > size else 0
+    left = int(torch.randint(0, w - size + 1, ())) if w > size else 0
+    tensor = to_tensor(np.ascontiguousarray(image[top : top + size, left : left + size]))
+    if flips and bool(torch.rand(()) < 0.5):
+        tensor = tensor.flip(-1)
+    if flips and bool(torch.rand(()) < 0.5):
+        tensor = tensor.flip(-2)
+    valid = torch.tensor(tensor.shape[-2:])
+    canvas = torch.zeros(3, size, size, dtype=tensor.dtype)
+    canvas[:, : tensor.shape[-2], : tensor.shape[-1]] = tensor
+    return canvas, valid
 
 
 class UnpairedDataModule(L.LightningDataModule):
@@ -193,6 +224,10 @@ class UnpairedDataModule(L.LightningDataModule):
             None keeps their resolution. Test images are never resized on load.
         flips: Random flips of each training crop.
         cache_images: Keep decoded images in memory.
+        pad_mode: how a training image smaller than ``crop_size`` is filled: ``reflect``
+            (reflect-padded crops, the default) or ``canvas`` (whole photos zero-padded at the
+            bottom/right, with their valid sizes in the batch as ``input_hw``/``target_hw`` — what
+            DPE needs to keep padding out of its losses; ``fivek_dpe.yaml`` uses it).
     """
 
     def __init__(
@@ -213,6 +248,7 @@ class UnpairedDataModule(L.LightningDataModule):
         resize_long_side: int | None = 512,
         flips: bool = True,
         cache_images: bool = False,
+        pad_mode: PadMode = "reflect",
     ) -> None:
         super().__init__()
         check_positive(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
@@ -239,6 +275,7 @@ class UnpairedDataModule(L.LightningDataModule):
         self.train_samples_per_epoch = train_samples_per_epoch
         self.resize_long_side = resize_long_side
         self.flips = flips
+        self.pad_mode = pad_mode
         self._split_arg = split
         self._dirs = {"source": source_dir, "target": target_dir, "test": test_dir}
         self._train_store = ImageStore(cache=cache_images, long_side=resize_long_side)
@@ -308,6 +345,7 @@ class UnpairedDataModule(L.LightningDataModule):
             "counts": {"train_source": len(resolved["source"]), "train_target": len(resolved["target"]),
                        "test": len(resolved["test"])},
             "crop_size": self.crop_size,
+            "pad_mode": self.pad_mode,
             "resize_long_side": self.resize_long_side,
             "train_samples_per_epoch": self.train_samples_per_epoch,
             "evaluation": "paired test split" if resolved["test"] else NO_TEST_NOTE,
@@ -330,7 +368,7 @@ class UnpairedDataModule(L.LightningDataModule):
         """Independent random crops of the two domains (see the module docstring)."""
         resolved = self._resolve()
         dataset = UnpairedTrainDataset(resolved["source"], resolved["target"], self.crop_size, self._train_store,
-                                       flips=self.flips)
+                                       flips=self.flips, pad_mode=self.pad_mode)
         sampler = IndependentPairSampler(len(dataset.sources), len(dataset.targets),
                                          self.train_samples_per_epoch or len(dataset))
         return make_loader(dataset, self.batch_size, self.num_workers, sampler=sampler)

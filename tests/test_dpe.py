@@ -433,3 +433,37 @@ def test_supervised_needs_aligned_targets():
         DPE(variant="gan_3way", input_size=S)  # type: ignore[arg-type]
     loss, _ = model.generator_loss({"input": images(2, 40, 48, seed=1), "target": images(2, 40, 48, seed=2)})
     assert math.isfinite(loss.item())
+
+
+def test_per_sample_valid_sizes_keep_data_padding_out_of_every_loss():
+    """Whole photos of different shapes in one batch (the FiveK path): whatever the data module
+    put outside each photo's valid part changes no loss."""
+    torch.manual_seed(0)
+    model = DPE(variant="gan_2way", input_size=64, critic_steps=1)
+    x = torch.rand(2, 3, 64, 64)
+    y = torch.rand(2, 3, 64, 64)
+    batch = {"input": x, "target": y, "input_hw": torch.tensor([[40, 64], [64, 30]]),
+             "target_hw": torch.tensor([[64, 50], [36, 64]]), "key": ["a", "b"]}
+    noisy = {**batch, "input": x.clone(), "target": y.clone()}
+    for images, sizes in ((noisy["input"], batch["input_hw"]), (noisy["target"], batch["target_hw"])):
+        for image, (h, w) in zip(images, sizes.tolist()):
+            image[:, h:, :] = torch.rand_like(image[:, h:, :]) * 5
+            image[:, :, w:] = torch.rand_like(image[:, :, w:]) * 5
+
+    def losses(b):
+        model.loss_rng.manual_seed(1)
+        critic, critic_terms = model.critic_loss(b)
+        generator, generator_terms = model.generator_loss(b)
+        return [critic, generator, *critic_terms.values(), *generator_terms.values()]
+
+    model.train()
+    torch.manual_seed(2)
+    clean = losses(batch)
+    torch.manual_seed(2)
+    for a, b in zip(clean, losses(noisy)):
+        torch.testing.assert_close(a, b)
+    # Control: the same noise inside a valid part does change the losses.
+    inside = {**batch, "input": x.clone()}
+    inside["input"][0, :, :10, :10] += 0.5
+    torch.manual_seed(2)
+    assert not torch.allclose(losses(inside)[1], clean[1])

@@ -256,3 +256,27 @@ def test_unpaired_demo_layout(demo_all: dict[str, Path]) -> None:
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert set(batch["key"]) <= set(ids["source"]) and set(batch["target_key"]) <= set(ids["target"])
+
+
+def test_canvas_mode_batches_whole_photos_with_their_valid_sizes(tmp_path):
+    """pad_mode="canvas": photos of different shapes share a batch, zero-padded, sizes reported."""
+    import cv2
+    import numpy as np
+
+    from datamodules.unpaired import UnpairedDataModule
+
+    rng = np.random.default_rng(0)
+    for side, shapes in (("train_source", [(30, 50), (50, 30)]), ("train_target", [(40, 20), (20, 40)])):
+        (tmp_path / side).mkdir()
+        for i, (h, w) in enumerate(shapes):
+            cv2.imwrite(str(tmp_path / side / f"{side}_{i}.png"), rng.integers(1, 255, (h, w, 3), dtype=np.uint8))
+    dm = UnpairedDataModule(str(tmp_path), dataset="t", layout="folders", split="t", test_dir=None, crop_size=48,
+                            batch_size=2, resize_long_side=None, pad_mode="canvas", train_samples_per_epoch=8)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input"].shape == (2, 3, 48, 48) and batch["target"].shape == (2, 3, 48, 48)
+    for images, sizes in ((batch["input"], batch["input_hw"]), (batch["target"], batch["target_hw"])):
+        for image, (h, w) in zip(images, sizes.tolist()):
+            assert (h, w) in {(30, 48), (48, 30), (40, 20), (20, 40)}  # a 50-px side is cropped to 48
+            assert image[:, :h, :w].min() > 0, "inside the valid part: the photo (no zero pixels drawn)"
+            assert image[:, h:, :].abs().sum() == 0 and image[:, :, w:].abs().sum() == 0
