@@ -119,6 +119,7 @@ from torch import Tensor, nn
 
 from baselines.base import AdversarialMethod
 from baselines.critics import AdaptiveLambda, PenaltyMode, gradient_penalty
+from baselines import layers
 from baselines.layers import SymmetricConv2d, symmetric_indices, symmetric_pad, tf_variance_scaling_  # noqa: F401
 
 #: Paper canvas side (FLAGS ``data_image_size``).
@@ -219,21 +220,15 @@ def _check_input_size(input_size: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-#: Channels seen by each "act" (SELU → BN) of the generator; the decoder's acts come after the
-#: concatenation with the skip, hence 256 = 128 + 128, 192 = 128 + 64, 96 = 64 + 32, 48 = 32 + 16.
-GENERATOR_NORM_CHANNELS: dict[str, int] = {
-    "e1": 16, "e2": 32, "e3": 64, "e4": 128, "e5": 128, "g1": 128, "g2": 128,
-    "d1": 128, "d2": 256, "d3": 192, "d4": 96, "d5": 48, "d6": 16,
-}
-
-
 def generator_norms() -> nn.ModuleDict:
     """One set of the generator's BatchNorm layers (a generator owns one; iBN adds another)."""
-    return nn.ModuleDict({name: nn.BatchNorm2d(c, eps=BN_EPS) for name, c in GENERATOR_NORM_CHANNELS.items()})
+    return layers.global_unet_norms(16, BN_EPS)
 
 
-class GlobalUNet(nn.Module):
-    """DPE's generator, the "global U-Net" (methods.md §6.1).
+class GlobalUNet(layers.GlobalUNet):
+    """DPE's generator, the "global U-Net" (methods.md §6.1): the shared trunk of
+    ``layers.GlobalUNet`` at DPE's settings (width 16, SELU → BN, 'valid' global conv) plus the
+    residual input, initialised with variance scaling 1e-3.
 
     Args:
         input_size: side of the square canvas it runs on (512 in the paper; a multiple of 64).
@@ -241,27 +236,9 @@ class GlobalUNet(nn.Module):
     """
 
     def __init__(self, input_size: int = PAPER_INPUT_SIZE) -> None:
-        super().__init__()
         _check_input_size(input_size)
-        self.input_size = input_size
-        self.e1 = SymmetricConv2d(3, 16, 3)
-        self.e2 = SymmetricConv2d(16, 32, 5, 2)
-        self.e3 = SymmetricConv2d(32, 64, 5, 2)
-        self.e4 = SymmetricConv2d(64, 128, 5, 2)
-        self.e5 = SymmetricConv2d(128, 128, 5, 2)
-        self.g1 = SymmetricConv2d(128, 128, 5, 2)
-        self.g2 = SymmetricConv2d(128, 128, 5, 2)
-        self.g3 = nn.Conv2d(128, 128, input_size // 64)  # 'valid': the H/64 map -> 1×1
-        self.g4 = nn.Conv2d(128, 128, 1)
-        self.d0 = SymmetricConv2d(128, 128, 3)
-        self.d1 = nn.Conv2d(256, 128, 1)  # 1×1: symmetric padding of 0 is no padding
-        self.d2 = SymmetricConv2d(128, 128, 3)
-        self.d3 = SymmetricConv2d(256, 128, 3)
-        self.d4 = SymmetricConv2d(192, 64, 3)
-        self.d5 = SymmetricConv2d(96, 32, 3)
-        self.d6 = SymmetricConv2d(48, 16, 3)
-        self.out = SymmetricConv2d(16, 3, 3)
-        self.norms = generator_norms()
+        super().__init__(3, 3, width=16, activation="selu", global_branch="valid", input_size=input_size,
+                         bn_eps=BN_EPS)
         init_conv_(self)
 
     def forward(self, x: Tensor, norms: nn.ModuleDict | None = None) -> Tensor:
@@ -275,36 +252,11 @@ class GlobalUNet(nn.Module):
         Returns:
             ``(B, 3, S, S)``: ``x`` plus the predicted residual, not clamped.
         """
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            raise ValueError(f"GlobalUNet runs on {self.input_size}² canvases, got {tuple(x.shape[-2:])}")
         if self.training and self.input_size == 64 and len(x) < 2:
             raise ValueError("at input_size 64 the global branch's BatchNorm sees 1×1 maps, so training batches "
                              "need at least 2 images (choose a batch size that divides the epoch, or a larger "
                              "input_size)")
-        bn = self.norms if norms is None else norms
-
-        def act(name: str, t: Tensor) -> Tensor:
-            return bn[name](F.selu(t))
-
-        def up(t: Tensor) -> Tensor:
-            return F.interpolate(t, scale_factor=2, mode="nearest")
-
-        # The U-Net skips are the raw conv outputs, before their SELU/BN (DPE concat_layer indices).
-        e1 = self.e1(x)
-        e2 = self.e2(act("e1", e1))
-        e3 = self.e3(act("e2", e2))
-        e4 = self.e4(act("e3", e3))
-        features = act("e5", self.e5(act("e4", e4)))
-        g = act("g2", self.g2(act("g1", self.g1(features))))
-        g = self.g4(F.selu(self.g3(g)))  # (B, 128, 1, 1): the global feature, linear
-        d = self.d0(features)
-        d = act("d1", self.d1(torch.cat([d, g.expand(-1, -1, *d.shape[-2:])], dim=1)))
-        d = act("d2", torch.cat([up(self.d2(d)), e4], dim=1))
-        d = act("d3", torch.cat([up(self.d3(d)), e3], dim=1))
-        d = act("d4", torch.cat([up(self.d4(d)), e2], dim=1))
-        d = act("d5", torch.cat([up(self.d5(d)), e1], dim=1))
-        d = act("d6", self.d6(d))
-        return x + self.out(d)
+        return x + super().forward(x, norms)
 
 
 class DPECritic(nn.Module):

@@ -131,7 +131,7 @@ def test_shapes_at_small_canvas_and_input_size_checks():
     assert generator.g3.kernel_size == (1, 1) and critic.head.kernel_size == (2, 2)
     x = torch.rand(2, 3, S, S)
     assert generator(x).shape == x.shape and critic(x).shape == (2,)
-    with pytest.raises(ValueError, match="canvases"):
+    with pytest.raises(ValueError, match="runs on"):
         generator(torch.rand(2, 3, S, S + 1))
     with pytest.raises(ValueError, match="multiple of 64"):
         GlobalUNet(100)
