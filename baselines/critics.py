@@ -343,7 +343,24 @@ def sliced_feature_penalty(head: SlicedHead, real_features: Tensor, fake_feature
 IMAGE_CRITIC_LAYERS = ((1, 3, 1), (2, 5, 2), (4, 5, 2), (8, 5, 2), (8, 5, 2), (8, 5, 2))
 
 
-class SlicedCritic(nn.Module):
+class OptionalSlicedHead(nn.Module):
+    """Base for critics whose last layer is a :class:`SlicedHead` (``self.head``) or a scalar
+    layer (``self.head = None``): the manifold steps the training loop calls, written once."""
+
+    head: SlicedHead | None
+
+    def project_gradients(self) -> None:
+        """Stiefel projection of the head's gradients (no-op for the scalar head)."""
+        if self.head is not None:
+            self.head.project_gradients()
+
+    def retract(self) -> None:
+        """QR retraction of the head's projections (no-op for the scalar head)."""
+        if self.head is not None:
+            self.head.retract()
+
+
+class SlicedCritic(OptionalSlicedHead):
     """Image critic for any input size: conv trunk → global average pool → sliced or scalar head.
 
     Trunk: DPE's critic layout (§6.2: a 3×3 conv, then five 5×5 stride-2 convs; 16-32-64-128-
@@ -394,12 +411,3 @@ class SlicedCritic(nn.Module):
         """``(B, C, H, W)`` → ``(B,)`` critic values."""
         return self.score(self.features(image))
 
-    def project_gradients(self) -> None:
-        """Stiefel projection of the head's gradients (no-op for the scalar head)."""
-        if self.head is not None:
-            self.head.project_gradients()
-
-    def retract(self) -> None:
-        """QR retraction of the head's projections (no-op for the scalar head)."""
-        if self.head is not None:
-            self.head.retract()

@@ -65,7 +65,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from torch import Tensor, nn
 
-from baselines.critics import AdaptiveLambda, SlicedHead, gradient_penalty
+from baselines.critics import AdaptiveLambda, OptionalSlicedHead, SlicedHead, gradient_penalty
 
 DATASETS = ("8gaussians", "25gaussians", "swissroll")
 DATASET_TITLES = {"8gaussians": "8 Gaussians", "25gaussians": "25 Gaussians", "swissroll": "Swiss roll"}
@@ -158,7 +158,7 @@ def _mlp(width: int, out: int) -> nn.Sequential:
                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, out))
 
 
-class ToyCritic(nn.Module):
+class ToyCritic(OptionalSlicedHead):
     """The toy D: the MLP, whose last layer is a score (scalar) or features + SlicedHead (sliced).
 
     Args:
@@ -177,14 +177,6 @@ class ToyCritic(nn.Module):
         """``(B, 2)`` → ``(B,)`` critic values."""
         out = self.body(points)
         return self.head(out) if self.head is not None else out.squeeze(1)
-
-    def project_gradients(self) -> None:
-        if self.head is not None:
-            self.head.project_gradients()
-
-    def retract(self) -> None:
-        if self.head is not None:
-            self.head.retract()
 
 
 # ---------------------------------------------------------------------------------------------

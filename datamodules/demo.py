@@ -146,6 +146,11 @@ def _raw_photo(name: str) -> list[np.ndarray]:
     raise ValueError(f"unknown demo photo {name!r}; known: {', '.join(DEMO_PHOTOS)}")
 
 
+def _all_image_ids() -> set[str]:
+    """Every image id the demo photos produce (stale files outside it are removed)."""
+    return {image_id for ids in DEMO_PHOTOS.values() for image_id in ids}
+
+
 def load_demo_photo(name: str) -> list[tuple[str, np.ndarray]]:
     """Loads one demo photo from the installed packages.
 
@@ -255,7 +260,7 @@ def build_paired_demo(
         return root
     # The old manifest goes first: from here until the new one is written the set is incomplete.
     (root / "manifest.json").unlink(missing_ok=True)
-    all_ids = {key_ for ids in DEMO_PHOTOS.values() for key_ in ids}
+    all_ids = _all_image_ids()
     for part in ("input", "target"):
         _remove_stale(root / part, all_ids)
 
@@ -454,7 +459,7 @@ def build_weak_demo(
         report(f"weak demo: cached in {dped / WEAK_PHONE} (captures in {raw}, seed {seed})")
         return dped
     (raw / "manifest.json").unlink(missing_ok=True)
-    all_ids = {key_ for ids in DEMO_PHOTOS.values() for key_ in ids}
+    all_ids = _all_image_ids()
     for side in ("phone", "dslr"):
         _remove_stale(raw / side, all_ids)
 
