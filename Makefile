@@ -32,7 +32,7 @@ install-browser: ## Debian's chromium (apt) + the dev extra's playwright, for th
 test: ## Run the test suite
 	$(BIN)/python -m pytest
 
-benchmark: ## Smoke benchmark: demo data -> demo suite (identity, classical, HDRNet, UPE) -> report
+benchmark: ## Smoke benchmark: demo data (images + video) -> demo suite (every method, image and video rows) -> report
 	@set -e; t0=$$(date +%s.%N); \
 	echo "[benchmark] stage 1/3: demo data -> $(DEMO_DIR)"; \
 	$(QMAP) data demo --out $(DEMO_DIR); t1=$$(date +%s.%N); \

@@ -27,10 +27,20 @@ class EnhancementMethod(L.LightningModule):
         trainable: False for reference rows that learn nothing; the suite then skips ``fit``.
         full_resolution: how protocol ``f`` is produced, printed in captions ("whole image",
             "bilateral grid predicted at low resolution, sliced at full resolution", ...).
+        video: True for a method that consumes clips ``(B, T, 3, H, W)`` itself (it trains on
+            clips and carries state across frames, e.g. recurrent DACAL).
+
+    Video, for every image method without per-method code (design.md section 4): evaluation
+    batches of video data are clips ``(B, T, 3, H, W)``, and ``enhance_clip`` runs ``enhance`` on
+    each frame independently (:func:`per_frame`, the one per-frame wrapper); in training, clips
+    are flattened into batches of ``B·T`` frames before ``training_step`` sees them
+    (:func:`clips_as_images`), so an image method trains on video frames as on images. A video
+    method (``video = True``) gets the clips as they are and overrides ``enhance_clip``.
     """
 
     trainable: ClassVar[bool] = True
     full_resolution: ClassVar[str] = "whole image"
+    video: ClassVar[bool] = False
 
     def enhance(self, image: Tensor) -> Tensor:
         """Enhance one evaluation batch at whatever size it comes in.
@@ -40,8 +50,22 @@ class EnhancementMethod(L.LightningModule):
         """
         return self(image)
 
+    def enhance_clip(self, batch: dict[str, Any]) -> Tensor:
+        """Enhance one evaluation chunk of a video, ``batch["input"]`` of shape ``(B, T, 3, H, W)``.
+
+        The default is the per-frame wrapper: every frame through :meth:`enhance` on its own,
+        with no state carried between frames (so the output on each frame is exactly the image
+        method's). Video methods override it; the batch also carries ``key`` (video ids),
+        ``frame_start`` and ``num_frames``, which a stateful method needs to stream a video that
+        arrives in consecutive chunks.
+        """
+        return per_frame(self.enhance, batch["input"])
+
+    def _enhance_batch(self, batch: dict[str, Any]) -> Tensor:
+        return self.enhance_clip(batch) if batch["input"].ndim == 5 else self.enhance(batch["input"])
+
     def _eval_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        return {"pred": self.enhance(batch["input"])}
+        return {"pred": self._enhance_batch(batch)}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         return self._eval_step(batch)
@@ -50,7 +74,17 @@ class EnhancementMethod(L.LightningModule):
         return self._eval_step(batch)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        return {"pred": self.enhance(batch["input"]).clamp(0, 1), "key": batch["key"]}
+        out = {"pred": self._enhance_batch(batch).clamp(0, 1), "key": batch["key"]}
+        if "frame_start" in batch:
+            out["frame_start"] = batch["frame_start"]
+        return out
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches of clips become batches of frames for an image method."""
+        if (not self.video and self._trainer is not None and self.trainer.training and isinstance(batch, dict)
+                and getattr(batch.get("input"), "ndim", 0) == 5):
+            return clips_as_images(batch)
+        return batch
 
     def proxy_notes(self) -> list[str]:
         """Caption notes when this configuration is a proxy of the paper's (e.g. a content loss on
@@ -70,6 +104,38 @@ class EnhancementMethod(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} learns, so it must define training_step")
+
+
+def per_frame(enhance: Callable[[Tensor], Tensor], clip: Tensor) -> Tensor:
+    """Run an image enhancer on every frame of a clip independently.
+
+    Args:
+        enhance: ``(B, 3, H, W) -> (B, 3, H, W)``.
+        clip: ``(B, T, 3, H, W)``.
+
+    Returns:
+        ``(B, T, 3, H, W)``: frame ``t`` is exactly ``enhance(clip[:, t])`` (one call per frame,
+        never a batch of frames, so the result cannot depend on what else is in the batch).
+    """
+    if clip.ndim != 5:
+        raise ValueError(f"expected a clip (B, T, 3, H, W), got shape {tuple(clip.shape)}")
+    return torch.stack([enhance(clip[:, t]) for t in range(clip.shape[1])], dim=1)
+
+
+def clips_as_images(batch: dict[str, Any]) -> dict[str, Any]:
+    """A training batch of clips ``(B, T, 3, H, W)`` as a batch of ``B·T`` frames.
+
+    ``input`` and ``target`` are flattened frame-major per clip; ``key`` is repeated per frame;
+    per-clip entries (``frame_start``) are dropped, since frames of a batch no longer form clips.
+    """
+    out: dict[str, Any] = {}
+    frames = batch["input"].shape[1]
+    for name, value in batch.items():
+        if isinstance(value, Tensor) and value.ndim == 5:
+            out[name] = value.flatten(0, 1)
+        elif name == "key":
+            out[name] = [key for key in value for _ in range(frames)]
+    return out
 
 
 class NonLearnedMethod(EnhancementMethod):

@@ -83,7 +83,9 @@ Every choice the seed does not fix is listed in the ``DACAL`` class docstring wi
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +94,7 @@ from torch import Tensor, nn
 from baselines.base import AdversarialMethod
 from baselines.critics import AdaptiveLambda, PenaltyMode, SlicedCritic, gradient_penalty, sliced_feature_penalty
 from baselines.dped import RANDOM_CONTENT_NOTE
-from baselines.layers import GaussianBlur, GlobalUNet, rgb_to_gray
+from baselines.layers import ConvGRUCell, GaussianBlur, GlobalUNet, rgb_to_gray
 from baselines.losses import ContentLoss, tv_loss
 
 Fusion = Literal["add", "mul", "mul_then_add", "parallel"]
@@ -200,6 +202,11 @@ def area_resize(image: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     return F.interpolate(image, size=size, mode="area")
+
+
+def as_frames(image: Tensor) -> Tensor:
+    """A clip ``(B, T, C, H, W)`` as a batch of frames ``(B·T, C, H, W)``; images unchanged."""
+    return image.flatten(0, 1) if image.ndim == 5 else image
 
 
 def seam_score(image: Tensor, tile: int) -> Tensor:
@@ -349,7 +356,7 @@ class DACAL(AdversarialMethod):
           settings; alternatives SWGAN's lr 3e-4, betas (0, 0.9), 4 critic steps, or DPE's lr 1e-5
           with 50); one optimiser for both critics (two parameter groups). Each critic step takes
           a fresh batch (``AdversarialMethod``).
-        * The video model (recurrent DACAL) is not implemented here.
+        * The video model is :class:`RecurrentDACAL` below (its own choices are listed there).
 
     Args:
         fusion: perception-based division: ``add`` (MUSPE_l1), ``mul`` (l2), ``mul_then_add``
@@ -542,10 +549,10 @@ class DACAL(AdversarialMethod):
                      "identity": F.mse_loss(enhanced, level)}
             loss = loss - terms["adversarial"] + hp.w_identity * terms["identity"]
             if self.content_loss is not None:
-                terms["content"] = self.content_loss(enhanced, level)
+                terms["content"] = self.content_loss(as_frames(enhanced), as_frames(level))
                 loss = loss + hp.w_content * terms["content"]
             if hp.w_tv:
-                terms["tv"] = tv_loss(enhanced, "mean_sq")
+                terms["tv"] = tv_loss(as_frames(enhanced), "mean_sq")
                 loss = loss + hp.w_tv * terms["tv"]
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0) + value.detach()
@@ -559,3 +566,272 @@ class DACAL(AdversarialMethod):
             torch.optim.Adam([{"params": critic.parameters()} for critic in self.critics.values()],
                              lr=hp.lr, betas=betas),
         ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Recurrent DACAL (video)
+# ---------------------------------------------------------------------------------------------
+
+
+class RecurrentDACALEnhancer(DACALEnhancer):
+    """DACAL's single-scale enhancer with a ConvGRU state at the U-Net bottleneck.
+
+    At frame t the trunk's H/16 encoder features ``f_t`` update the state
+    ``h_t = GRU(f_t, h_{t−1})`` (``h_0 = 0``), and the decoder and the global branch read
+    ``f_t + P(h_t)``, where ``P`` is a 1×1 conv initialised to zero: with image-DACAL weights
+    loaded, the recurrent enhancer starts out as per-frame DACAL, frame for frame, and the
+    fine-tuning decides how much the state changes. Everything else (trunk, heads, fusion) is
+    :class:`DACALEnhancer`'s, parameter names included, so an image checkpoint loads into it.
+
+    Args:
+        width: U-Net width; the state has ``8·width`` channels at H/16.
+        fusion: how the additive and multiplicative streams combine.
+        gru_kernel: kernel of the ConvGRU's convolutions (3).
+    """
+
+    def __init__(self, width: int = 16, fusion: Fusion = "parallel", gru_kernel: int = 3) -> None:
+        super().__init__(width, fusion, multiscale=False)
+        channels = 8 * width
+        self.gru = ConvGRUCell(channels, channels, gru_kernel)
+        self.state_to_features = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.state_to_features.weight)
+        nn.init.zeros_(self.state_to_features.bias)
+
+    def step(self, frame: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Enhance one frame ``(B, 3, H, W)`` given the previous state (None: first frame).
+
+        Returns:
+            The enhanced frame and the new state ``(B, 8w, ⌈H/16⌉, ⌈W/16⌉)``.
+        """
+        new_state: list[Tensor] = []
+
+        def recur(features: Tensor) -> Tensor:
+            previous = state if state is not None and state.shape[-2:] == features.shape[-2:] else None
+            if state is not None and previous is None:
+                raise ValueError(f"frame of {tuple(frame.shape[-2:])} does not match the video's earlier frames "
+                                 f"(state {tuple(state.shape[-2:])} vs features {tuple(features.shape[-2:])})")
+            updated = self.gru(features, previous)
+            new_state.append(updated)
+            return features + self.state_to_features(updated)
+
+        maps = self.trunk(frame, bottleneck=recur)
+        return fuse(frame, maps, self.fusion), new_state[0]
+
+    def clip(self, clip: Tensor, state: Tensor | None = None, detach_every: int | None = None) -> tuple[Tensor, Tensor]:
+        """Enhance a clip ``(B, T, 3, H, W)`` frame by frame from ``state``.
+
+        Args:
+            clip: the frames in order.
+            state: the state left by the previous frame (None: the clip starts a video).
+            detach_every: truncate back-propagation through time every this many frames
+                (None: through the whole clip).
+
+        Returns:
+            ``(B, T, 3, H, W)`` enhanced frames and the state after the last frame.
+        """
+        outputs = []
+        for t in range(clip.shape[1]):
+            if detach_every and state is not None and t % detach_every == 0:
+                state = state.detach()
+            out, state = self.step(clip[:, t], state)
+            outputs.append(out)
+        assert state is not None
+        return torch.stack(outputs, dim=1), state
+
+    def levels(self, image: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """``[(x, ŷ)]``: a clip through the recurrence, an image as a one-frame clip."""
+        if image.ndim == 5:
+            return [(image, self.clip(image)[0])]
+        return [(image, self.step(image, None)[0])]
+
+    def forward(self, image: Tensor) -> Tensor:
+        """A clip ``(B, T, 3, H, W)`` from a zero state, or one image as a video's first frame."""
+        return self.levels(image)[0][1]
+
+
+class RecurrentDACAL(DACAL):
+    """Recurrent DACAL for video (the seed: "Video Quality Mapping = Image Quality Mapping +
+    Temporal Smoothing"; arXiv 1910.10455 trains DACAL recurrently for video; methods.md §7.2).
+
+    The enhancer is :class:`RecurrentDACALEnhancer`: DACAL's U-Net with a ConvGRU state at the
+    H/16 bottleneck, fed back through a zero-initialised 1×1 conv, so that fine-tuning from an
+    image DACAL checkpoint (``init_checkpoint``) starts from per-frame DACAL exactly. Training
+    batches are clips ``(B, T, 3, H, W)`` (``datamodules.video``); the state starts at zero with
+    every clip and back-propagation runs through the whole clip, or is truncated every
+    ``bptt_frames`` frames (truncated BPTT over clips). Every DACAL critic judges every frame;
+    ``temporal_critic`` adds a critic of the same kind on consecutive-frame differences of the
+    blurred frames, ``blur(ŷ_t) − blur(ŷ_{t−1})`` against the target clips' — the low-frequency
+    change that exposure flicker and colour drift leave and a steady video does not. It has its
+    own adaptive λ and sits in the critic player's optimiser with the others.
+
+    Inference streams frame by frame with constant memory: only the last state is kept
+    (:meth:`stream`, and in evaluation one state per video, carried across the consecutive
+    chunks of the video stream and dropped after its last frame). Images (4-D batches) are
+    treated as the first frame of a video.
+
+    Choices the sources leave open (each [GUESS], with the alternative):
+        * State: a ConvGRU at the U-Net bottleneck (methods.md §7.2's default; state of
+          ``8·width`` channels at H/16, 3×3 gates), added to the features through a zero-initialised
+          1×1 conv. Alternative: feeding the previous output ``ŷ_{t−1}`` as extra input channels —
+          cheaper, but it needs a change of the first conv (no clean start from image weights) and
+          copies a misaligned previous frame under motion, where a state at H/16 only carries
+          coarse, global information (exposure, colour cast), which is what flickers.
+        * Training clips of ``T`` = 4–5 frames (datamodule ``clip_length``), zero initial state per
+          clip, full BPTT within a clip (``bptt_frames`` None). Alternative: carry the state across
+          consecutive clips of a video (stateful TBPTT), which needs an ordered sampler.
+        * Temporal critic on blurred RGB frame differences (on by default). Alternative: a
+          non-adversarial temporal loss, e.g. an L1 between the output's and the input's warped
+          frame differences — it needs optical flow and, with flickering inputs, would teach the
+          flicker back.
+        * Fine-tuning loads the generator, critics and λ state of the image checkpoint (not its
+          optimiser state or step counters: the fine-tuning budget counts from zero).
+        * Single scale only (MUSPE_l's enhancer): ``multiscale`` is refused.
+
+    Args:
+        init_checkpoint: a Lightning checkpoint of an image :class:`DACAL` run (same widths and
+            fusion) to start from; None starts from scratch.
+        temporal_critic: add the temporal-difference critic.
+        bptt_frames: truncate back-propagation through time every this many frames (None: the
+            whole clip).
+        gru_kernel: kernel of the ConvGRU's convolutions.
+        **dacal_args: every :class:`DACAL` argument (``multiscale`` must stay False).
+    """
+
+    video: ClassVar[bool] = True
+
+    def __init__(self, init_checkpoint: str | None = None, temporal_critic: bool = True,
+                 bptt_frames: int | None = None, gru_kernel: int = 3, **dacal_args: Any) -> None:
+        if dacal_args.get("multiscale"):
+            raise ValueError("RecurrentDACAL is single-scale (MUSPE_l's enhancer); multiscale must be false")
+        if bptt_frames is not None and bptt_frames < 1:
+            raise ValueError(f"bptt_frames must be >= 1 or None, got {bptt_frames}")
+        super().__init__(**dacal_args)
+        hp = self.hparams
+        self.generator = RecurrentDACALEnhancer(hp.width, hp.fusion, gru_kernel)
+        if temporal_critic:
+            self.critics["temporal"] = SlicedCritic(3, hp.critic_width, hp.sliced, hp.critic_features,
+                                                    hp.critic_projections)
+            self.lambdas["temporal"] = AdaptiveLambda(
+                initial=hp.lambda_initial, decay=hp.lambda_decay, upper_bound=hp.lambda_upper_bound,
+                cooldown=hp.lambda_cooldown, lower_bound=hp.lambda_lower_bound, adaptive=hp.adaptive_penalty)
+        self.loaded_from_checkpoint: list[str] = []
+        if init_checkpoint:
+            self.loaded_from_checkpoint = self.load_image_checkpoint(init_checkpoint)
+        self._streams: dict[str, Tensor] = {}
+
+    @property
+    def full_resolution(self) -> str:  # type: ignore[override]
+        return "whole frame at stored resolution, streamed frame by frame with a ConvGRU state"
+
+    # -- initialisation from an image DACAL ----------------------------------------------------
+    def load_image_checkpoint(self, path: str | Path) -> list[str]:
+        """Copy the matching tensors of an image DACAL checkpoint into this model.
+
+        Generator (trunk and heads), critics and λ state are taken; the ConvGRU, its projection
+        and the temporal critic keep their initialisation; step counters and optimiser state are
+        not taken. Returns the names loaded.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: not a DACAL checkpoint, or a tensor of another shape (other widths).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"init_checkpoint {path} does not exist (train the image DACAL run first)")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        source = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+        if not isinstance(source, dict):
+            raise ValueError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
+        own = self.state_dict()
+        skipped = {"generator_steps", "critic_updates"}
+        loaded = []
+        for name, value in source.items():
+            if name in skipped or name not in own:
+                continue
+            if own[name].shape != value.shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(value.shape)}, this model's "
+                                 f"{tuple(own[name].shape)} (different width or fusion than the image run?)")
+            own[name] = value
+            loaded.append(name)
+        trunk = [name for name in own if name.startswith("generator.trunk.")]
+        missing = [name for name in trunk if name not in loaded]
+        if missing:
+            raise ValueError(f"{path} is not an image DACAL checkpoint of this configuration: "
+                             f"{len(missing)} enhancer tensors missing, e.g. {missing[0]}")
+        self.load_state_dict(own)
+        return loaded
+
+    # -- clips ----------------------------------------------------------------------------------
+    def critic_views(self, image: Tensor) -> dict[str, Tensor]:
+        """Per-frame DACAL views of every frame, plus the temporal view of a clip."""
+        if image.ndim != 5:
+            return super().critic_views(image)
+        views = super().critic_views(image.flatten(0, 1))
+        if "temporal" in self.critics:
+            if image.shape[1] < 2:
+                raise ValueError("the temporal critic needs clips of at least 2 frames (clip_length >= 2)")
+            blurred = self.blur(image.flatten(0, 1)).unflatten(0, image.shape[:2])
+            views["temporal"] = (blurred[:, 1:] - blurred[:, :-1]).flatten(0, 1)
+        return views
+
+    def _levels(self, batch: dict[str, Any], with_grad: bool) -> list[tuple[Tensor, Tensor]]:
+        clip = batch["input"]
+        if clip.ndim != 5:
+            raise ValueError(f"RecurrentDACAL trains on clips (B, T, 3, H, W), got {tuple(clip.shape)}: "
+                             "use video data (datamodules.video.VideoDataModule)")
+        with torch.set_grad_enabled(with_grad):
+            return [(clip, self.generator.clip(clip, detach_every=self.hparams.bptt_frames)[0])]
+
+    # -- streaming inference ------------------------------------------------------------------
+    def stream(self, frames: Iterable[Tensor]) -> Iterator[Tensor]:
+        """Enhance a video frame by frame with constant memory (no gradients).
+
+        Args:
+            frames: ``(B, 3, H, W)`` frames in order (any iterable: a reader, a generator).
+
+        Yields:
+            The enhanced frames, one per input frame; only the last state is kept.
+        """
+        state = None
+        for frame in frames:
+            with torch.no_grad():
+                out, state = self.generator.step(frame, state)
+            yield out
+
+    def enhance_clip(self, batch: dict[str, Any]) -> Tensor:
+        """One chunk of each video in the batch, continuing the video's state from its previous chunk.
+
+        ``frame_start`` 0 starts a video; a later chunk needs the state its predecessor left
+        (chunks of a video arrive in order, possibly interleaved with other videos' chunks). The
+        state is dropped after the video's last frame (``num_frames``).
+        """
+        clip = batch["input"]
+        keys = batch.get("key")
+        if keys is None or "frame_start" not in batch:
+            return self.generator.clip(clip)[0]
+        starts = [int(s) for s in batch["frame_start"]]
+        totals = [int(n) for n in batch["num_frames"]] if "num_frames" in batch else [None] * len(keys)
+        outputs = []
+        for i, key in enumerate(keys):
+            if starts[i] == 0:
+                state = None
+            elif key in self._streams:
+                state = self._streams.pop(key)
+            else:
+                raise RuntimeError(f"video {key!r}: a chunk starting at frame {starts[i]} arrived without "
+                                   "the state of its previous chunk (chunks must come in order)")
+            out, state = self.generator.clip(clip[i:i + 1], state)
+            outputs.append(out)
+            finished = totals[i] is not None and starts[i] + clip.shape[1] >= totals[i]
+            if not finished:
+                self._streams[key] = state.detach()
+        return torch.cat(outputs, dim=0)
+
+    def on_test_start(self) -> None:
+        self._streams = {}
+
+    def on_validation_start(self) -> None:
+        self._streams = {}
+
+    def on_predict_start(self) -> None:
+        self._streams = {}

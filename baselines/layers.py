@@ -874,12 +874,16 @@ class GlobalUNet(nn.Module):
         self.out = SymmetricConv2d(w, out_channels, 3)
         self.norms = global_unet_norms(w, bn_eps)
 
-    def forward(self, x: Tensor, norms: nn.ModuleDict | None = None) -> Tensor:
+    def forward(self, x: Tensor, norms: nn.ModuleDict | None = None,
+                bottleneck: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """Run the U-Net.
 
         Args:
             x: ``(B, in_channels, H, W)`` (``H = W = input_size`` for the ``"valid"`` branch).
             norms: a BatchNorm set to use instead of the net's own (DPE's iBN).
+            bottleneck: applied to the H/16 encoder features (``8w`` channels, after e5's
+                activation) before the global branch and the decoder read them — where recurrent
+                DACAL injects its ConvGRU state. Must keep the shape.
 
         Returns:
             ``(B, out_channels, H, W)``.
@@ -901,6 +905,8 @@ class GlobalUNet(nn.Module):
         e3 = self.e3(act("e2", e2))
         e4 = self.e4(act("e3", e3))
         features = act("e5", self.e5(act("e4", e4)))
+        if bottleneck is not None:
+            features = bottleneck(features)
         g = act("g2", self.g2(act("g1", self.g1(features))))
         if self.global_branch == "mean":
             g = g.mean(dim=(2, 3), keepdim=True)
@@ -912,3 +918,46 @@ class GlobalUNet(nn.Module):
         d = act("d4", torch.cat([up(self.d4(d), e2), e2], dim=1))
         d = act("d5", torch.cat([up(self.d5(d), e1), e1], dim=1))
         return self.out(act("d6", self.d6(d)))
+
+
+class ConvGRUCell(nn.Module):
+    """A convolutional GRU cell (Ballas et al. 2016), gates in PyTorch's ``nn.GRUCell`` form.
+
+    With ``x`` the input and ``h`` the previous state (zeros at the first frame)::
+
+        r = σ(W_ir * x + W_hr * h),  z = σ(W_iz * x + W_hz * h)
+        n = tanh(W_in * x + r ⊙ (W_hn * h))
+        h' = (1 − z) ⊙ n + z ⊙ h
+
+    where ``*`` is a same-padded convolution (biases included in each conv). The reset gate
+    multiplies the *convolved* state, exactly as ``nn.GRUCell`` does, so with 1×1 kernels the cell
+    is ``nn.GRUCell`` applied at every pixel (the test's independent reference).
+
+    Args:
+        input_channels: channels of ``x``.
+        hidden_channels: channels of ``h``.
+        kernel_size: odd kernel of both convolutions (3).
+    """
+
+    def __init__(self, input_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.hidden_channels = hidden_channels
+        self.input_gates = nn.Conv2d(input_channels, 3 * hidden_channels, kernel_size, padding=kernel_size // 2)
+        self.hidden_gates = nn.Conv2d(hidden_channels, 3 * hidden_channels, kernel_size, padding=kernel_size // 2)
+
+    def initial_state(self, x: Tensor) -> Tensor:
+        """Zeros of the state's shape for an input ``x`` ``(B, C, H, W)``."""
+        return x.new_zeros(x.shape[0], self.hidden_channels, *x.shape[-2:])
+
+    def forward(self, x: Tensor, hidden: Tensor | None = None) -> Tensor:
+        """One step: ``(B, C_in, H, W)``, state ``(B, C_h, H, W)`` or None → new state."""
+        if hidden is None:
+            hidden = self.initial_state(x)
+        x_r, x_z, x_n = self.input_gates(x).chunk(3, dim=1)
+        h_r, h_z, h_n = self.hidden_gates(hidden).chunk(3, dim=1)
+        reset = torch.sigmoid(x_r + h_r)
+        update = torch.sigmoid(x_z + h_z)
+        candidate = torch.tanh(x_n + reset * h_n)
+        return (1 - update) * candidate + update * hidden

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 
 def find_user_error(error: BaseException | None) -> BaseException | None:
-    """The first missing-weights or bad-image error in ``error``'s cause/context chain, if any."""
+    """The first missing-weights, bad-image or missing-file error (e.g. an ``init_checkpoint``
+    that was never written) in ``error``'s cause/context chain, if any."""
     from baselines.weights import WeightsUnavailable
     from datamodules.io import ImageReadError
 
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, WeightsUnavailable | ImageReadError):
+        if isinstance(error, WeightsUnavailable | ImageReadError | FileNotFoundError):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__

@@ -32,6 +32,22 @@ Every method is scored by these functions, through the Evaluator or ``qmap score
 
 :class:`ImageScorer` bundles the metrics for one image at a time and reports which of them can
 produce numbers. ``HIGHER_IS_BETTER`` is the direction table of :mod:`benchmark.results`.
+
+Temporal metrics (:data:`TEMPORAL_METRIC_NAMES`, both lower is better) score videos one
+consecutive pair of frames ``(t-1, t)`` at a time; a report averages the pair values per video,
+then averages the videos (no pooling over pairs of different videos). Frames are ``(3, H, W)``
+and are read as 8-bit levels like the image metrics.
+
+- ``warp_error``: Lai et al. 2018 ("Learning Blind Video Temporal Consistency"): the mean over
+  non-occluded pixels and the three channels of ``(pred_t - warp(pred_{t-1}))²`` in [0, 1] units
+  (one 8-bit level everywhere is ``(1/255)²``). The backward flow and its validity mask come from
+  the known motion of a synthetic video (:func:`motion_flow`) or, failing that, from Farneback
+  flow on the reference frames (:func:`optical_flow`); never from the method's own output, which
+  would reward a method for the flow its flicker produces. NaN for a pair without a valid pixel
+  (a scene cut): the caller skips it.
+- ``flicker``: the mean over channels of ``|Δmean(pred) - Δmean(target)|`` between the two
+  frames, in 8-bit levels: how far the output's global brightness/colour change departs from the
+  target's. Needs no alignment, so it also serves weakly aligned target videos.
 """
 
 from __future__ import annotations
@@ -41,6 +57,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,18 +69,25 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "METRIC_NAMES",
     "MS_SSIM_WEIGHTS",
+    "TEMPORAL_METRIC_NAMES",
     "ImageScorer",
     "LPIPSScorer",
     "cie76",
     "ciede2000",
     "delta_e76",
     "delta_e2000",
+    "flicker",
     "load_alexnet_trunk",
+    "motion_flow",
     "ms_ssim",
+    "optical_flow",
     "psnr",
     "quantize",
     "srgb_to_lab",
     "ssim",
+    "temporal_scores",
+    "warp_error",
+    "warp_previous",
 ]
 
 METRIC_NAMES: tuple[str, ...] = ("psnr", "ssim", "ms_ssim", "delta_e76", "delta_e2000", "lpips")
@@ -590,3 +614,306 @@ class ImageScorer:
         if pred.ndim != 4 or pred.shape[0] != 1:
             raise ValueError(f"score() takes one image, got shape {tuple(pred.shape)}")
         return {name: float(value[0]) for name, value in self.score_batch(pred, target).items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Temporal metrics: one consecutive pair of video frames (t-1, t) at a time
+# --------------------------------------------------------------------------------------------
+
+TEMPORAL_METRIC_NAMES: tuple[str, ...] = ("warp_error", "flicker")
+
+# Farneback parameters of optical_flow: OpenCV's documented example values (a classical
+# 3-level pyramid, 15 px averaging window), robust on the small frames of the benchmark.
+_FARNEBACK = {
+    "pyr_scale": 0.5,
+    "levels": 3,
+    "winsize": 15,
+    "iterations": 3,
+    "poly_n": 5,
+    "poly_sigma": 1.2,
+    "flags": 0,
+}
+# Forward-backward consistency of Sundaram et al. 2010, with Lai et al.'s constants.
+_FB_RELATIVE, _FB_ABSOLUTE = 0.01, 0.5
+# Slack in px for "inside the frame": a point exactly on the border must not fall out of view
+# through floating-point rounding of the affine maps (an edge column at x' = -1e-13).
+_BOUNDS_SLACK = 1e-6
+
+
+def _check_frame(name: str, x: Tensor) -> None:
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"{name}: expected an RGB frame (3, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected a float frame in [0, 1], got {x.dtype}")
+
+
+def _check_frames(prev_name: str, prev: Tensor, cur_name: str, cur: Tensor) -> None:
+    _check_frame(prev_name, prev)
+    _check_frame(cur_name, cur)
+    if prev.shape != cur.shape:
+        raise ValueError(
+            f"{prev_name} {tuple(prev.shape)} and {cur_name} {tuple(cur.shape)} differ in shape"
+        )
+
+
+def _check_flow(flow: Tensor, height: int, width: int) -> None:
+    if flow.shape != (2, height, width):
+        raise ValueError(
+            f"flow: expected (2, {height}, {width}) to match the frames, got {tuple(flow.shape)}"
+        )
+
+
+def _pixel_grid(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Pixel-centre coordinates ``(x, y)``, each ``(H, W)`` float64: x = column, y = row."""
+    ys = torch.arange(height, dtype=torch.float64, device=device)
+    xs = torch.arange(width, dtype=torch.float64, device=device)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return x, y
+
+
+def _in_frame(x: Tensor, y: Tensor, height: int, width: int) -> Tensor:
+    s = _BOUNDS_SLACK
+    return (x >= -s) & (x <= width - 1 + s) & (y >= -s) & (y <= height - 1 + s)
+
+
+def _homogeneous(name: str, motion: Tensor) -> Tensor:
+    """A ``(2, 3)`` affine matrix as a ``(3, 3)`` float64 one; rejects singular maps."""
+    m = torch.as_tensor(motion).detach().to("cpu", torch.float64)
+    if m.shape != (2, 3):
+        raise ValueError(f"{name}: expected a (2, 3) affine matrix, got {tuple(m.shape)}")
+    if not bool(torch.isfinite(m).all()):
+        raise ValueError(f"{name}: the affine matrix has non-finite entries")
+    if float(torch.linalg.det(m[:, :2]).abs()) < 1e-12:
+        raise ValueError(f"{name}: the affine matrix is singular (no inverse map)")
+    return torch.cat((m, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)))
+
+
+def motion_flow(
+    motion_prev: Tensor, motion_cur: Tensor, height: int, width: int
+) -> tuple[Tensor, Tensor]:
+    """Backward flow (frame t -> frame t-1) from the known motion of a synthetic video.
+
+    Each frame's motion is an affine map ``A`` from its pixel coordinates to a common scene
+    plane, ``[X, Y] = A @ [x, y, 1]`` (x to the right, y down, pixel centres at integers). The
+    scene point seen at ``(x, y)`` in frame t sits at ``A_prev⁻¹ A_cur [x, y, 1]`` in frame t-1.
+
+    Args:
+        motion_prev: ``(2, 3)`` affine matrix of frame t-1 (float32 or float64).
+        motion_cur: ``(2, 3)`` affine matrix of frame t.
+        height: Frame height in px.
+        width: Frame width in px.
+
+    Returns:
+        ``(flow, valid)``: ``flow`` ``(2, H, W)`` float32 holds ``(dx, dy)`` such that pixel
+        ``(x, y)`` of frame t shows what frame t-1 shows at ``(x + dx, y + dy)``; ``valid``
+        ``(H, W)`` bool is False where that point lies outside frame t-1
+        (``0 <= x' <= W-1``, ``0 <= y' <= H-1``): content entering the view has no previous value.
+
+    Raises:
+        ValueError: A matrix is not ``(2, 3)``, is singular or non-finite, or a size is below 1.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"frame size must be at least 1×1 px, got {height}×{width}")
+    a_prev = _homogeneous("motion_prev", motion_prev)
+    a_cur = _homogeneous("motion_cur", motion_cur)
+    # Composed in float64 on the CPU: the flow of a pure pan must come out as exact integers.
+    cur_to_prev = torch.linalg.solve(a_prev, a_cur)[:2]
+    x, y = _pixel_grid(height, width, torch.device("cpu"))
+    x_prev = cur_to_prev[0, 0] * x + cur_to_prev[0, 1] * y + cur_to_prev[0, 2]
+    y_prev = cur_to_prev[1, 0] * x + cur_to_prev[1, 1] * y + cur_to_prev[1, 2]
+    flow = torch.stack((x_prev - x, y_prev - y)).to(torch.float32)
+    return flow, _in_frame(x_prev, y_prev, height, width)
+
+
+def _to_gray_u8(frame: Tensor) -> np.ndarray:
+    # 8-bit levels -> uint8 HWC RGB -> OpenCV's BT.601 gray: the input Farneback is defined on.
+    import cv2  # noqa: PLC0415  (OpenCV only for the optical-flow fallback)
+
+    rgb = _levels(frame).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def _farneback(first: np.ndarray, second: np.ndarray) -> Tensor:
+    """Dense flow ``(2, H, W)`` float64 with ``first(p) ≈ second(p + flow(p))``."""
+    import cv2  # noqa: PLC0415
+
+    flow = cv2.calcOpticalFlowFarneback(first, second, None, **_FARNEBACK)
+    return torch.from_numpy(flow).permute(2, 0, 1).to(torch.float64)
+
+
+def optical_flow(reference_prev: Tensor, reference_cur: Tensor) -> tuple[Tensor, Tensor]:
+    """Backward flow and non-occlusion mask estimated from two reference frames.
+
+    The fallback for videos without known motion (:func:`motion_flow` is exact and preferred).
+    The flow comes from the reference video (target or input), never from the method's output,
+    so every method is scored against the same motion. OpenCV's dense Farneback flow on 8-bit
+    gray frames (BT.601), with OpenCV's example parameters: pyr_scale 0.5, levels 3, winsize 15,
+    iterations 3, poly_n 5, poly_sigma 1.2.
+
+    Occlusions follow the forward-backward consistency check of Sundaram et al. 2010 with the
+    constants Lai et al. 2018 use: with ``f_b`` the backward flow (t -> t-1) at ``x`` and ``f_f``
+    the forward flow (t-1 -> t) sampled bilinearly at ``x + f_b``, a pixel is valid when
+    ``|f_b + f_f|² < 0.01 (|f_b|² + |f_f|²) + 0.5`` and ``x + f_b`` lies inside the frame.
+    Sundaram's second test (motion boundaries, large flow gradients) is not applied. Residues
+    of Farneback at the frame edges (a few hundredths of a px) can drop single edge pixels whose
+    flow points just outside the frame.
+
+    Farneback needs texture with real contrast: on smooth, low-contrast frames it returns flow
+    that is too short (half the true motion in our trials) while both directions agree, so the
+    consistency check keeps those pixels. Scores from this fallback are less exact than from
+    known motion.
+
+    Args:
+        reference_prev: Frame t-1, float ``(3, H, W)`` in [0, 1].
+        reference_cur: Frame t, same shape.
+
+    Returns:
+        ``(flow, valid)`` as :func:`motion_flow`: ``(2, H, W)`` float32 ``(dx, dy)`` and
+        ``(H, W)`` bool.
+
+    Raises:
+        ValueError: The frames are not RGB ``(3, H, W)`` of one shape.
+    """
+    _check_frames("reference_prev", reference_prev, "reference_cur", reference_cur)
+    height, width = reference_cur.shape[-2:]
+    gray_prev, gray_cur = _to_gray_u8(reference_prev), _to_gray_u8(reference_cur)
+    backward = _farneback(gray_cur, gray_prev)  # cur(p) ≈ prev(p + f_b(p))
+    forward = _farneback(gray_prev, gray_cur)  # prev(q) ≈ cur(q + f_f(q))
+    forward_at_target = _warp(forward, backward)
+    round_trip = (backward + forward_at_target).square().sum(dim=0)
+    magnitudes = backward.square().sum(dim=0) + forward_at_target.square().sum(dim=0)
+    consistent = round_trip < _FB_RELATIVE * magnitudes + _FB_ABSOLUTE
+    x, y = _pixel_grid(height, width, backward.device)
+    inside = _in_frame(x + backward[0], y + backward[1], height, width)
+    return backward.to(torch.float32), consistent & inside
+
+
+def _warp(previous: Tensor, flow: Tensor) -> Tensor:
+    """Bilinear sample of ``(C, H, W)`` at ``(x + dx, y + dy)``, in float64, border padding."""
+    height, width = previous.shape[-2:]
+    x, y = _pixel_grid(height, width, previous.device)
+    flow = flow.to(previous.device, torch.float64)
+    # align_corners=True puts -1 and +1 on the centres of the first and last pixel, so integer
+    # coordinates land exactly on pixels. A 1-px axis has only one position: map it to 0.
+    gx = 2.0 * (x + flow[0]) / (width - 1) - 1.0 if width > 1 else torch.zeros_like(x)
+    gy = 2.0 * (y + flow[1]) / (height - 1) - 1.0 if height > 1 else torch.zeros_like(y)
+    grid = torch.stack((gx, gy), dim=-1)[None]
+    sampled = F.grid_sample(
+        previous.to(torch.float64)[None],
+        grid,
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=True,
+    )
+    return sampled[0]
+
+
+def warp_previous(previous: Tensor, flow: Tensor) -> Tensor:
+    """Warp frame t-1 onto frame t with a backward flow: bilinear, border padding.
+
+    Args:
+        previous: Frame t-1, float ``(C, H, W)``.
+        flow: ``(2, H, W)`` backward flow ``(dx, dy)`` as :func:`motion_flow` returns it.
+
+    Returns:
+        ``(C, H, W)`` in the dtype of ``previous``: ``previous`` sampled at ``(x + dx, y + dy)``.
+        Points outside the frame take the nearest border value; :func:`warp_error` masks them.
+
+    Raises:
+        ValueError: ``previous`` is not ``(C, H, W)`` or ``flow`` does not match its size.
+    """
+    if previous.ndim != 3:
+        raise ValueError(f"previous: expected a frame (C, H, W), got {tuple(previous.shape)}")
+    if not previous.is_floating_point():
+        raise TypeError(f"previous: expected a float frame, got {previous.dtype}")
+    _check_flow(flow, *previous.shape[-2:])
+    return _warp(previous, flow).to(previous.dtype)
+
+
+def warp_error(pred_prev: Tensor, pred_cur: Tensor, flow: Tensor, valid: Tensor) -> float:
+    """Warping error of Lai et al. 2018 for one pair of output frames, in [0, 1] units.
+
+    The mean over valid pixels and the three channels of ``(pred_cur - warp(pred_prev))²``,
+    on 8-bit levels / 255 in float64. One level of difference everywhere gives ``(1/255)²``.
+
+    Args:
+        pred_prev: Output frame t-1, float ``(3, H, W)`` in [0, 1].
+        pred_cur: Output frame t, same shape.
+        flow: ``(2, H, W)`` backward flow from :func:`motion_flow` or :func:`optical_flow`.
+        valid: ``(H, W)`` bool, the non-occluded pixels.
+
+    Returns:
+        The error, a float ≥ 0; NaN when no pixel is valid (e.g. a scene cut): the caller skips
+        such pairs rather than count them as perfect.
+
+    Raises:
+        ValueError: The frames differ in shape or are not RGB, or ``flow``/``valid`` do not
+            match their size.
+    """
+    _check_frames("pred_prev", pred_prev, "pred_cur", pred_cur)
+    height, width = pred_cur.shape[-2:]
+    _check_flow(flow, height, width)
+    if valid.shape != (height, width) or valid.dtype != torch.bool:
+        raise ValueError(
+            f"valid: expected a bool ({height}, {width}) mask, got {valid.dtype} "
+            f"{tuple(valid.shape)}"
+        )
+    mask = valid.to(pred_cur.device)
+    count = int(mask.sum())
+    if count == 0:
+        return math.nan
+    warped = _warp(_levels(pred_prev) / _PEAK, flow)
+    squared = (_levels(pred_cur) / _PEAK - warped).square().mean(dim=0)
+    return float(squared[mask].sum() / count)
+
+
+def _channel_means(frame: Tensor) -> Tensor:
+    return _levels(frame).mean(dim=(1, 2))  # (3,) float64, in 8-bit levels
+
+
+def flicker(pred_prev: Tensor, pred_cur: Tensor, target_prev: Tensor, target_cur: Tensor) -> float:
+    """How far the output's global frame-to-frame change departs from the target's, in levels.
+
+    Per channel, ``Δ = mean(frame_t) - mean(frame_{t-1})`` for the output and for the target;
+    the score is the mean over channels of ``|Δ_pred - Δ_target|`` in 8-bit levels. It is 0 when
+    the output's brightness and colour change exactly as the target's (a fade in the target is
+    no flicker), and grows with frame-to-frame brightness/colour pumping. Global means need no
+    pixel alignment, so the target frames may be weakly aligned and of another size.
+
+    Args:
+        pred_prev: Output frame t-1, float ``(3, H, W)`` in [0, 1].
+        pred_cur: Output frame t, same shape.
+        target_prev: Target frame t-1, float ``(3, H', W')`` (any size).
+        target_cur: Target frame t, same shape as ``target_prev``.
+
+    Returns:
+        The score, a float ≥ 0 in 8-bit levels; lower is better.
+
+    Raises:
+        ValueError: A frame is not RGB, or the two frames of a video differ in shape.
+    """
+    _check_frames("pred_prev", pred_prev, "pred_cur", pred_cur)
+    _check_frames("target_prev", target_prev, "target_cur", target_cur)
+    delta_pred = _channel_means(pred_cur) - _channel_means(pred_prev)
+    delta_target = _channel_means(target_cur) - _channel_means(target_prev)
+    return float((delta_pred - delta_target.to(delta_pred.device)).abs().mean())
+
+
+def temporal_scores(
+    pred_prev: Tensor,
+    pred_cur: Tensor,
+    target_prev: Tensor,
+    target_cur: Tensor,
+    flow: Tensor,
+    valid: Tensor,
+) -> dict[str, float]:
+    """Both temporal metrics for one pair of frames, keyed as :data:`TEMPORAL_METRIC_NAMES`.
+
+    ``flow`` and ``valid`` belong to the output's frame size (from :func:`motion_flow`, or from
+    :func:`optical_flow` on reference frames of that size); ``warp_error`` may be NaN (no valid
+    pixel), which the caller skips.
+    """
+    return {
+        "warp_error": warp_error(pred_prev, pred_cur, flow, valid),
+        "flicker": flicker(pred_prev, pred_cur, target_prev, target_cur),
+    }

@@ -53,6 +53,9 @@ RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 SAMPLES_DIR = "samples"
 OUTPUTS_DIR = "outputs"
+# Input and target of each sample, as scored: references/<protocol>/<key>/{input,target}.png
+# (sample grids read them, so they need no access to the dataset).
+REFERENCES_DIR = "references"
 
 
 def make_run_id(label: str, dataset: str, seed: int) -> str:

@@ -9,6 +9,20 @@ configuration, usable with ``qmap fit --config``), ``run.json``, ``rows.csv``, `
 ``checkpoints/last.ckpt``. A run is skipped only when its ``run.json`` says ``done`` and its
 config hash matches; editing a config reruns it.
 
+Runs built on other runs' weights (video rows):
+
+* ``checkpoint_from: <dataset>`` (row key): on every *other* dataset of the row, the run trains
+  nothing and scores the last checkpoint of the row's own run on ``<dataset>`` — how image methods
+  get video rows from their image checkpoints, frame by frame. The row's ``data.*`` overrides
+  configure that training data and are not applied to these runs.
+* ``init_from: {row: <label>, dataset: <dataset>}`` (row key): the method starts from the last
+  checkpoint of run ``<label>`` on ``<dataset>`` (same seed), passed as the model's
+  ``init_checkpoint`` argument, and is then trained (recurrent DACAL fine-tuned from DACAL).
+
+Such a run follows its source: it runs after it, its config hash includes the source's, it
+reruns whenever the source reran, and it fails with a clear message when the source has no
+checkpoint. run.json records ``checkpoint_from`` / ``init_from`` (label, dataset, run id, file).
+
 One device: runs execute in this process (one start-up cost for the whole suite). More than one
 device: each run is its own process (``qmap _run-one RUN_DIR``), because DDP relaunches the
 command line of the process that starts it and must relaunch one run, never the whole suite.
@@ -36,8 +50,10 @@ from benchmark import results
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
 TRAINER_PASSTHROUGH = ("accelerator", "devices", "strategy", "num_nodes", "precision")
 # Entries that say where things go, not what is computed: excluded from the config hash so a
-# moved output folder does not rerun everything.
+# moved output folder does not rerun everything (a source checkpoint is hashed by its run's config).
+INIT_ARGUMENT = "init_checkpoint"  # the model argument that receives an init_from checkpoint
 _UNHASHED = (("evaluator",), ("trainer", "default_root_dir"))
+CHECKPOINT = Path("checkpoints") / "last.ckpt"  # where a run's last weights land (ModelCheckpoint save_last)
 
 
 @dataclass
@@ -53,17 +69,40 @@ class RunSpec:
     quick: bool = False
     notes: list[str] = field(default_factory=list)
     order: int = 0  # the row's position in the suite: tables list methods in this order
+    checkpoint_from: RunSpec | None = None  # score this run's last checkpoint; train nothing
+    init_from: RunSpec | None = None  # start from this run's last checkpoint, then train
 
     @property
     def run_id(self) -> str:
         return results.make_run_id(self.label, self.dataset, self.seed)
 
     @property
+    def checkpoint(self) -> Path:
+        """The run's last checkpoint (written when the method trains)."""
+        return self.run_dir / CHECKPOINT
+
+    @property
+    def sources(self) -> list[RunSpec]:
+        return [spec for spec in (self.checkpoint_from, self.init_from) if spec is not None]
+
+    @property
     def config_hash(self) -> str:
         hashed = copy.deepcopy(self.config)
         for path in _UNHASHED:
             _pop_path(hashed, path)
+        if self.checkpoint_from is not None:
+            hashed["checkpoint_from"] = self.checkpoint_from.config_hash
+        if self.init_from is not None:  # its checkpoint path says where, its config what
+            _pop_path(hashed, ("model", "init_args", INIT_ARGUMENT))
+            hashed["init_from"] = self.init_from.config_hash
         return results.config_hash(hashed)
+
+    def source_info(self) -> dict[str, Any]:
+        """run.json entries naming the runs whose weights this run uses."""
+        return {name: {"label": spec.label, "dataset": spec.dataset, "run_id": spec.run_id,
+                       "checkpoint": str(spec.checkpoint)}
+                for name, spec in (("checkpoint_from", self.checkpoint_from), ("init_from", self.init_from))
+                if spec is not None}
 
 
 def resolve_config_path(name: str | Path, base: Path | None = None) -> Path:
@@ -150,12 +189,14 @@ def expand_suite(suite_path: str | Path, out: str | Path = "runs", overrides: Ma
     if None in labels or duplicates:
         raise ValueError(f"{suite_path}: every row needs a unique 'label' (duplicates: {duplicates})")
     specs = []
+    requests: dict[int, dict[str, Any]] = {}  # id(spec) -> the row's checkpoint_from / init_from
     for seed in seeds if seeds is not None else suite.get("seeds", [0]):
         for dataset, data_entry in suite["datasets"].items():
             data_entry = {"config": data_entry} if isinstance(data_entry, str) else dict(data_entry)
             data_cfg = load_yaml(resolve_config_path(data_entry["config"], base))
             for order, row in enumerate(suite["rows"]):
-                extra = set(row) - {"label", "method", "overrides", "quick", "note", "datasets"}
+                extra = set(row) - {"label", "method", "overrides", "quick", "note", "datasets", "checkpoint_from",
+                                    "init_from"}
                 if extra:
                     raise ValueError(f"{suite_path}: row {row['label']!r} has unknown keys {sorted(extra)}")
                 unknown = set(row.get("datasets") or ()) - set(suite["datasets"])
@@ -167,7 +208,10 @@ def expand_suite(suite_path: str | Path, out: str | Path = "runs", overrides: Ma
                 config = deep_merge(deep_merge(trainer_cfg, method_cfg), data_cfg)
                 for key, value in (data_entry.get("overrides") or {}).items():
                     set_dotted(config, key, value)
+                reuses = row.get("checkpoint_from") is not None and row["checkpoint_from"] != dataset
                 for key, value in (row.get("overrides") or {}).items():
+                    if reuses and key.startswith("data."):
+                        continue  # they configure the training data of the run whose checkpoint is scored
                     set_dotted(config, key, value)
                 for key, value in (overrides or {}).items():
                     set_dotted(config, key, value)
@@ -178,10 +222,48 @@ def expand_suite(suite_path: str | Path, out: str | Path = "runs", overrides: Ma
                 config["evaluator"] = deep_merge(config.get("evaluator") or {}, {
                     "out_dir": str(run_dir), "suite": name, "label": row["label"], "seed": int(seed),
                     "run_id": results.make_run_id(row["label"], dataset, seed)})
-                specs.append(RunSpec(name, row["label"], dataset, int(seed), run_dir, config,
-                                     quick=bool(row.get("quick", False)),
-                                     notes=[row["note"]] if row.get("note") else [], order=order))
-    return specs
+                spec = RunSpec(name, row["label"], dataset, int(seed), run_dir, config,
+                               quick=bool(row.get("quick", False)),
+                               notes=[row["note"]] if row.get("note") else [], order=order)
+                specs.append(spec)
+                requests[id(spec)] = {"checkpoint_from": row.get("checkpoint_from") if reuses else None,
+                                      "init_from": row.get("init_from")}
+    _link_sources(specs, requests, suite_path)
+    return _sources_first(specs)
+
+
+def _link_sources(specs: list[RunSpec], requests: dict[int, dict[str, Any]], suite_path: Path) -> None:
+    """Resolve the rows' ``checkpoint_from`` / ``init_from`` to the runs they name."""
+    by_id = {(spec.label, spec.dataset, spec.seed): spec for spec in specs}
+    for spec in specs:
+        request = requests[id(spec)]
+        if request["checkpoint_from"] is not None:
+            source = by_id.get((spec.label, request["checkpoint_from"], spec.seed))
+            if source is None:
+                raise ValueError(f"{suite_path}: row {spec.label!r} takes checkpoints from dataset "
+                                 f"{request['checkpoint_from']!r}, but it does not run there")
+            spec.checkpoint_from = source
+        if request["init_from"] is not None:
+            entry = request["init_from"]
+            if not isinstance(entry, Mapping) or set(entry) != {"row", "dataset"}:
+                raise ValueError(f"{suite_path}: row {spec.label!r}: init_from must be {{row: LABEL, dataset: NAME}}, "
+                                 f"got {entry!r}")
+            source = by_id.get((entry["row"], entry["dataset"], spec.seed))
+            if source is None:
+                raise ValueError(f"{suite_path}: row {spec.label!r} starts from row {entry['row']!r} on dataset "
+                                 f"{entry['dataset']!r}, which is not a run of this suite")
+            spec.init_from = source
+            set_dotted(spec.config, f"model.init_args.{INIT_ARGUMENT}", str(source.checkpoint))
+
+
+def _sources_first(specs: list[RunSpec]) -> list[RunSpec]:
+    """The specs in suite order, except that every run comes after the runs whose weights it uses."""
+    def depth(spec: RunSpec, seen: tuple[str, ...] = ()) -> int:
+        if spec.run_id in seen:
+            raise ValueError(f"runs {' -> '.join([*seen, spec.run_id])} take weights from each other in a cycle")
+        return max((1 + depth(source, (*seen, spec.run_id)) for source in spec.sources), default=0)
+
+    return sorted(specs, key=depth)  # stable: suite order within each depth
 
 
 def is_done(spec: RunSpec) -> bool:
@@ -197,7 +279,7 @@ def _base_info(spec: RunSpec) -> dict[str, Any]:
     return {
         "suite": spec.suite, "run_id": spec.run_id, "label": spec.label, "dataset": spec.dataset,
         "seed": spec.seed, "config_hash": spec.config_hash, "quick": spec.quick, "notes": spec.notes,
-        "order": spec.order,
+        "order": spec.order, **spec.source_info(),
         "git_commit": results.git_commit(Path(__file__).parent), "versions": results.package_versions(),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -225,12 +307,19 @@ def execute(run_dir: Path) -> dict[str, Any]:
     cli = build_cli(config, run=False, save_config=False)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     durations: dict[str, float] = {}
-    if model.trainable:
+    reused = info.get("checkpoint_from") if model.trainable else None
+    checkpoint = None
+    if reused:
+        checkpoint = Path(reused["checkpoint"])
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"{run_dir.name} scores the checkpoint of run {reused['run_id']}, but "
+                                    f"{checkpoint} does not exist: run {reused['run_id']} first (same suite, same --out)")
+    elif model.trainable:
         started = time.perf_counter()
         trainer.fit(model, datamodule=datamodule)
         durations["fit"] = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
-    trainer.test(model, datamodule=datamodule, verbose=False)
+    trainer.test(model, datamodule=datamodule, verbose=False, ckpt_path=str(checkpoint) if checkpoint else None)
     durations["test"] = round(time.perf_counter() - started, 3)
     evaluator = next(cb for cb in trainer.callbacks if type(cb).__name__ == "Evaluator")
     enhancer = getattr(model, "generator", model)
@@ -288,7 +377,15 @@ def run_suite(specs: list[RunSpec], devices: int = 1, force: bool = False) -> di
     total = len(specs)
     for index, spec in enumerate(specs, start=1):
         prefix = f"[{index}/{total}] {spec.run_id}"
-        if not force and is_done(spec):
+        failed_sources = [source.run_id for source in spec.sources if outcome.get(source.run_id) == "failed"]
+        if failed_sources:
+            _record_failure(spec, f"source run(s) {', '.join(failed_sources)} failed")
+            print(f"{prefix}: FAILED: it uses the weights of {', '.join(failed_sources)}, which failed",
+                  file=sys.stderr, flush=True)
+            outcome[spec.run_id] = "failed"
+            continue
+        rerun_sources = any(outcome.get(source.run_id) == "done" for source in spec.sources)
+        if not force and not rerun_sources and is_done(spec):
             print(f"{prefix}: done with this config already, skipped", flush=True)
             outcome[spec.run_id] = "skipped"
             continue

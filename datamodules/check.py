@@ -282,6 +282,8 @@ DEMO_SET_CONTENTS: dict[str, str] = {
             "demo/test_data/patches/{demo,canon}/, align.json; config data/demo_weak.yaml)",
     "weak_raw": "(simulated captures phone/, dslr/; manifest.json with true and estimated homographies)",
     "unpaired": "(train_source/, train_target/, test/{input,target}/, manifest.json; config data/demo_unpaired.yaml)",
+    "video": "({train,test}/<id>/{input,target}/%06d.png, {train,test}/<id>/motion.json, manifest.json; "
+             "config data/demo_video.yaml)",
 }
 
 

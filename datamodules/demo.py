@@ -39,6 +39,21 @@ test set, byte for byte (the files are copied from ``out/paired``)::
     out/unpaired/train_source/<id>.png   out/unpaired/train_target/<id>.png
     out/unpaired/test/input/<id>.png     out/unpaired/test/target/<id>.png
     out/unpaired/manifest.json
+
+Video set (:func:`build_video_demo`): every image id becomes one video on its photo's side of
+``DEMO_SPLIT`` (the motorcycle views are two test videos). A video is a smooth pan and zoom of a
+96x128 window over the photo, downscaled so the frame fits 1.6 times along its tighter axis
+(:func:`camera_path`; ``VideoRanges``), with the exact frame -> photo affine of every frame
+recorded. Each clean frame is degraded by ``degrade.py`` with the id's paired-set parameters,
+modulated over time by an exposure flicker and a white-balance drift (:func:`frame_schedule`),
+with fresh noise and JPEG per frame. 24 frames per train video, 16 per test video::
+
+    out/video/<split>/<video_id>/input/%06d.png    degraded frames
+    out/video/<split>/<video_id>/target/%06d.png   clean frames
+    out/video/<split>/<video_id>/motion.json       {"convention": "frame_to_scene_affine",
+                                                    "frames": {"000000": [[a, b, c], [d, e, f]], ...}}
+    out/video/manifest.json                        written last: per-video base parameters,
+                                                   per-frame gains, camera path values
 """
 
 from __future__ import annotations
@@ -47,6 +62,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -579,6 +595,456 @@ def build_unpaired_demo(
 
 
 # --------------------------------------------------------------------------------------------
+# Video set
+
+
+@dataclass(frozen=True)
+class VideoRanges:
+    """How a demo video moves and how its degradation varies over time (drawn per seed and id).
+
+    Fixed before any video method was run; never tuned on test videos. Each value is drawn
+    uniformly from its range per video:
+
+    | group   | parameter          | range            | effect                                          |
+    |---------|--------------------|------------------|-------------------------------------------------|
+    | camera  | context            | 1.6 (fixed)      | working photo / frame size on the tighter axis  |
+    | camera  | zoom               | [1.00, 1.35]     | window scale at the first and at the last frame |
+    | camera  | pan_speed          | [0.5, 2.0] px    | chord length / (frames - 1), working-photo px   |
+    | camera  | pan_bow            | [-0.25, 0.25]    | half-sine bulge across the chord / chord length |
+    | flicker | flicker_amplitude  | [0.03, 0.08]     | sinusoidal part of the per-frame exposure gain  |
+    | flicker | flicker_cycles     | [0.5, 2.0]       | periods of that sinusoid over the video         |
+    | flicker | flicker_jitter     | [0.02, 0.05]     | bound of the uniform per-frame gain jitter      |
+    | colour  | wb_drift           | [0.04, 0.10]     | total drift of the red / blue gain, random sign |
+
+    The per-frame exposure gain ``1 + A sin(2 pi c t / (T - 1) + phase) + j_t`` multiplies the
+    base exposure and stays within ``1 +- 0.13`` (inside the +-15 % budget); the white-balance
+    gains move from their base values by ``+-wb_drift`` along an ease-in-out ramp. The zoom
+    follows the same ramp between its two draws, and the window centre moves along the chord
+    plus a half-sine across it, so every path is smooth (no jumps between frames).
+
+    Attributes:
+        context: Working photo size over frame size along the axis where that ratio is smaller
+            (for a landscape photo at least 4:3, its short side is ``context`` times 96 px).
+        zoom: Window scale (working-photo pixels per frame pixel); 1.35 at most, so the warp
+            never minifies by more than that and bilinear sampling stays nearly alias free.
+        pan_speed: Mean speed of the window centre along its chord, working-photo px per frame.
+        pan_bow: Amplitude of the half-sine across the chord, as a fraction of the chord length.
+        flicker_amplitude: Amplitude of the smooth (sinusoidal) part of the exposure gain.
+        flicker_cycles: Periods of that sinusoid over the whole video.
+        flicker_jitter: Bound ``J`` of the independent per-frame gain jitter ``U(-J, J)``.
+        wb_drift: Magnitude of the red and the blue gain drift over the video (sign drawn too).
+    """
+
+    context: float = 1.6
+    zoom: tuple[float, float] = (1.0, 1.35)
+    pan_speed: tuple[float, float] = (0.5, 2.0)
+    pan_bow: tuple[float, float] = (-0.25, 0.25)
+    flicker_amplitude: tuple[float, float] = (0.03, 0.08)
+    flicker_cycles: tuple[float, float] = (0.5, 2.0)
+    flicker_jitter: tuple[float, float] = (0.02, 0.05)
+    wb_drift: tuple[float, float] = (0.04, 0.10)
+
+
+VIDEO_RANGES = VideoRanges()
+VIDEO_VERSION = "1"
+VIDEO_FRAME_SIZE: tuple[int, int] = (96, 128)  # (height, width) of every frame, portrait photos too
+VIDEO_FRAMES: dict[str, int] = {"train": 24, "test": 16}  # frames per video, by split
+VIDEO_FRAME_NAME = "{:06d}.png"
+VIDEO_MARGIN = 1.0  # working-photo px kept between every window and the photo's border
+MOTION_CONVENTION = "frame_to_scene_affine"
+MOTION_DESCRIPTION = (
+    "A_t (2x3) maps pixel (x, y) of frame t to the scene (the working photo): [X, Y] = A_t @ [x, y, 1]; "
+    "pixel centres at integer coordinates, x right, y down; frame t = warpAffine(scene, A_t, "
+    "WARP_INVERSE_MAP); pixel p of frame t sits at inv(A_s) A_t p in frame s (3x3 homogeneous forms)"
+)
+
+
+def _ease(u: np.ndarray) -> np.ndarray:
+    """Smooth 0 -> 1 ramp with zero slope at both ends."""
+    return (1.0 - np.cos(np.pi * u)) / 2.0
+
+
+def video_working_photo(
+    clean: np.ndarray,
+    frame_size: tuple[int, int] = VIDEO_FRAME_SIZE,
+    context: float = VIDEO_RANGES.context,
+) -> np.ndarray:
+    """The photo resized so that the frame fits ``context`` times along its tighter axis.
+
+    Args:
+        clean: Clean photo, float RGB in ``[0, 1]``.
+        frame_size: ``(height, width)`` of the video frames.
+        context: Ratio of working photo to frame size on the tighter axis.
+
+    Returns:
+        Float32 RGB; INTER_AREA when shrinking (every demo photo), bicubic when enlarging.
+    """
+    height, width = clean.shape[:2]
+    factor = context * max(frame_size[0] / height, frame_size[1] / width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(np.ascontiguousarray(clean, dtype=np.float32), size, interpolation=interpolation)
+    return np.clip(resized, 0.0, 1.0)
+
+
+def window_affine(scale: float, centre: tuple[float, float], frame_size: tuple[int, int]) -> np.ndarray:
+    """Frame -> scene affine of a window of ``scale`` centred on ``centre`` (scene ``(X, Y)``).
+
+    Returns:
+        2x3 float64 ``[[s, 0, cx - s (W - 1) / 2], [0, s, cy - s (H - 1) / 2]]``.
+    """
+    height, width = frame_size
+    return np.array([[scale, 0.0, centre[0] - scale * (width - 1) / 2],
+                     [0.0, scale, centre[1] - scale * (height - 1) / 2]], dtype=np.float64)
+
+
+def window_inside(affine: np.ndarray, frame_size: tuple[int, int], scene_shape: tuple[int, int],
+                  margin: float = 0.0) -> bool:
+    """Whether every frame pixel maps at least ``margin`` px inside the scene's pixel centres."""
+    height, width = frame_size
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1], [width - 1, height - 1, 1]], float)
+    mapped = corners @ np.asarray(affine, float).T
+    return bool((mapped >= margin).all() and (mapped[:, 0] <= scene_shape[1] - 1 - margin).all()
+                and (mapped[:, 1] <= scene_shape[0] - 1 - margin).all())
+
+
+def frame_to_frame(affine_src: np.ndarray, affine_dst: np.ndarray) -> np.ndarray:
+    """Maps pixel coordinates of frame ``dst`` into frame ``src``: ``inv(A_src) A_dst`` (2x3).
+
+    ``remap(frame_src, M)`` with this map per pixel of ``dst`` aligns ``src`` onto ``dst``.
+    """
+    def full(affine: np.ndarray) -> np.ndarray:
+        return np.vstack([np.asarray(affine, np.float64), [0.0, 0.0, 1.0]])
+
+    return (np.linalg.inv(full(affine_src)) @ full(affine_dst))[:2]
+
+
+def render_frame(scene: np.ndarray, affine: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """One clean frame: ``frame[y, x] = scene(A @ [x, y, 1])``, bilinear.
+
+    Args:
+        scene: Working photo, float32 RGB in ``[0, 1]``.
+        affine: 2x3 frame -> scene map (pixel centres at integers).
+        frame_size: ``(height, width)`` of the frame.
+
+    Returns:
+        Float32 RGB ``(*frame_size, 3)`` in ``[0, 1]``.
+    """
+    height, width = frame_size
+    # WARP_INVERSE_MAP: OpenCV takes the given matrix as the dst -> src map, i.e. frame -> scene,
+    # exactly the recorded A_t (tests/test_video_demo.py pins it against direct sampling).
+    frame = cv2.warpAffine(np.ascontiguousarray(scene, dtype=np.float32), np.asarray(affine, np.float64),
+                           (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)
+    return np.clip(frame, 0.0, 1.0)
+
+
+def camera_path(
+    scene_shape: tuple[int, int],
+    num_frames: int,
+    rng: np.random.Generator,
+    ranges: VideoRanges = VIDEO_RANGES,
+    frame_size: tuple[int, int] = VIDEO_FRAME_SIZE,
+    max_tries: int = 100,
+) -> tuple[np.ndarray, dict[str, object]]:
+    """Draws one smooth pan-and-zoom camera move over a scene.
+
+    Zoom ``s_t`` eases from ``s_0`` to ``s_1``; the window centre moves along a chord of length
+    ``pan_speed * (T - 1)`` in a uniform direction, plus ``pan_bow * chord * sin(pi u)`` across
+    it (``u = t / (T - 1)``). The start is drawn uniformly among the positions that keep every
+    window ``VIDEO_MARGIN`` px inside the scene; a draw with no such position is redrawn.
+
+    Args:
+        scene_shape: ``(height, width)`` of the working photo.
+        num_frames: Frames ``T`` (at least 2).
+        rng: Source of the draw.
+        ranges: Parameter ranges.
+        frame_size: ``(height, width)`` of the frames.
+        max_tries: Redraws before giving up.
+
+    Returns:
+        ``(affines, params)``: ``(T, 2, 3)`` float64 frame -> scene maps and the drawn values.
+
+    Raises:
+        ValueError: No draw fits the scene (too small for the ranges), or fewer than 2 frames.
+    """
+    if num_frames < 2:
+        raise ValueError(f"a camera path needs at least 2 frames, got {num_frames}")
+    height, width = frame_size
+    u = np.arange(num_frames, dtype=np.float64) / (num_frames - 1)
+    half = np.array([(width - 1) / 2, (height - 1) / 2])
+    extent = np.array([scene_shape[1] - 1, scene_shape[0] - 1], dtype=np.float64)
+    for _ in range(max_tries):
+        zoom_start, zoom_end = (float(rng.uniform(*ranges.zoom)) for _ in range(2))
+        angle = float(rng.uniform(0.0, 2.0 * np.pi))
+        speed = float(rng.uniform(*ranges.pan_speed))
+        bow = float(rng.uniform(*ranges.pan_bow))
+        scales = zoom_start + (zoom_end - zoom_start) * _ease(u)
+        chord = speed * (num_frames - 1)
+        direction = np.array([np.cos(angle), np.sin(angle)])
+        across = np.array([-direction[1], direction[0]])
+        offsets = (chord * u)[:, None] * direction + (bow * chord * np.sin(np.pi * u))[:, None] * across
+        # Start positions that keep every window inside: an interval per axis.
+        low = (VIDEO_MARGIN + scales[:, None] * half - offsets).max(axis=0)
+        high = (extent - VIDEO_MARGIN - scales[:, None] * half - offsets).min(axis=0)
+        if (low > high).any():
+            continue
+        start = np.array([rng.uniform(low[0], high[0]), rng.uniform(low[1], high[1])])
+        centres = start + offsets
+        affines = np.stack([window_affine(s, c, frame_size) for s, c in zip(scales, centres)])
+        for affine in affines:
+            if not window_inside(affine, frame_size, scene_shape, margin=VIDEO_MARGIN - 1e-6):
+                raise RuntimeError("camera path leaves the scene")  # cannot happen: start is feasible
+        params = {
+            "zoom_start": zoom_start, "zoom_end": zoom_end, "angle_rad": angle, "pan_speed": speed,
+            "pan_bow": bow, "start_centre": start.tolist(), "chord": chord,
+        }
+        return affines, params
+    raise ValueError(f"no camera path of {num_frames} frames fits a {scene_shape[1]}x{scene_shape[0]} scene "
+                     f"in {max_tries} draws")
+
+
+def frame_schedule(
+    base: DegradationParams,
+    num_frames: int,
+    rng: np.random.Generator,
+    ranges: VideoRanges = VIDEO_RANGES,
+) -> tuple[list[DegradationParams], dict[str, object]]:
+    """Per-frame degradation parameters: the base draw with exposure flicker and colour drift.
+
+    Vignetting, gamma, saturation, blur, noise levels and JPEG quality stay at the base value
+    (noise is still drawn anew per frame by the caller).
+
+    Args:
+        base: The video's base parameters (``params_for(video_id, seed)``).
+        num_frames: Frames ``T``.
+        rng: Source of the draw.
+        ranges: Parameter ranges.
+
+    Returns:
+        ``(params per frame, drawn values)``; the latter holds ``exposure_gain``, ``wb_red`` and
+        ``wb_blue`` per frame.
+    """
+    u = np.arange(num_frames, dtype=np.float64) / max(num_frames - 1, 1)
+    amplitude = float(rng.uniform(*ranges.flicker_amplitude))
+    cycles = float(rng.uniform(*ranges.flicker_cycles))
+    phase = float(rng.uniform(0.0, 2.0 * np.pi))
+    jitter_bound = float(rng.uniform(*ranges.flicker_jitter))
+    jitter = rng.uniform(-jitter_bound, jitter_bound, size=num_frames)
+    gains = 1.0 + amplitude * np.sin(2.0 * np.pi * cycles * u + phase) + jitter
+    drifts = [float(rng.uniform(*ranges.wb_drift) * rng.choice([-1.0, 1.0])) for _ in range(2)]
+    red = base.wb_red + drifts[0] * _ease(u)
+    blue = base.wb_blue + drifts[1] * _ease(u)
+    params = [
+        dataclasses.replace(base, exposure=float(base.exposure * gain), wb_red=float(r), wb_blue=float(b))
+        for gain, r, b in zip(gains, red, blue)
+    ]
+    drawn = {
+        "flicker_amplitude": amplitude, "flicker_cycles": cycles, "flicker_phase": phase,
+        "flicker_jitter": jitter_bound, "wb_red_drift": drifts[0], "wb_blue_drift": drifts[1],
+        "exposure_gain": [float(g) for g in gains], "wb_red": [float(r) for r in red],
+        "wb_blue": [float(b) for b in blue],
+    }
+    return params, drawn
+
+
+@dataclass
+class DemoVideo:
+    """One rendered demo video (in memory).
+
+    Attributes:
+        clean: Clean frames, float32 RGB ``(T, H, W, 3)`` in ``[0, 1]`` (the targets).
+        degraded: Degraded frames, same shape (the inputs).
+        affines: ``(T, 2, 3)`` frame -> scene maps (see ``MOTION_DESCRIPTION``).
+        scene_shape: ``(height, width)`` of the working photo.
+        motion: Drawn camera values (:func:`camera_path`).
+        schedule: Drawn degradation values over time (:func:`frame_schedule`).
+        base: Base degradation parameters.
+    """
+
+    clean: np.ndarray
+    degraded: np.ndarray
+    affines: np.ndarray
+    scene_shape: tuple[int, int]
+    motion: dict[str, object]
+    schedule: dict[str, object]
+    base: DegradationParams
+
+
+def render_video(
+    video_id: str,
+    clean: np.ndarray,
+    num_frames: int,
+    seed: int,
+    ranges: VideoRanges = VIDEO_RANGES,
+    frame_size: tuple[int, int] = VIDEO_FRAME_SIZE,
+) -> DemoVideo:
+    """Renders one demo video: a camera move over ``clean``, each frame then degraded.
+
+    Deterministic per ``(seed, video_id)``: the path, the schedule and each frame's noise come
+    from separate SHA-256-derived generators (``video-motion``, ``video-schedule``, and
+    ``noise`` for the id ``<video_id>:<t>``).
+
+    Args:
+        video_id: Video id (the image id).
+        clean: Clean photo, float RGB in ``[0, 1]``.
+        num_frames: Frames.
+        seed: Demo seed.
+        ranges: Video ranges.
+        frame_size: ``(height, width)`` of the frames.
+
+    Returns:
+        The video.
+    """
+    scene = video_working_photo(clean, frame_size, ranges.context)
+    scene_shape = (scene.shape[0], scene.shape[1])
+    affines, motion = camera_path(scene_shape, num_frames, stable_rng(seed, video_id, "video-motion"),
+                                  ranges, frame_size)
+    base = params_for(video_id, seed)
+    per_frame, schedule = frame_schedule(base, num_frames, stable_rng(seed, video_id, "video-schedule"), ranges)
+    clean_frames, degraded_frames = [], []
+    for t, (affine, params) in enumerate(zip(affines, per_frame)):
+        frame = render_frame(scene, affine, frame_size)
+        clean_frames.append(frame)
+        degraded_frames.append(degrade(frame, params, stable_rng(seed, f"{video_id}:{t}", "noise")))
+    return DemoVideo(np.stack(clean_frames), np.stack(degraded_frames), affines, scene_shape, motion,
+                     schedule, base)
+
+
+def motion_record(video: DemoVideo) -> dict[str, object]:
+    """The ``motion.json`` content of a video (frame names without extension -> 2x3 affine)."""
+    return {
+        "convention": MOTION_CONVENTION,
+        "description": MOTION_DESCRIPTION,
+        "scene_size": list(video.scene_shape),
+        "frame_size": [int(video.clean.shape[1]), int(video.clean.shape[2])],
+        "frames": {f"{t:06d}": affine.tolist() for t, affine in enumerate(video.affines)},
+    }
+
+
+def _video_key(seed: int) -> dict[str, object]:
+    key = {
+        **_cache_key(seed),
+        "video_version": VIDEO_VERSION,
+        "video_ranges": dataclasses.asdict(VIDEO_RANGES),
+        "frame_size": list(VIDEO_FRAME_SIZE),
+        "frames_per_video": VIDEO_FRAMES,
+        "motion_convention": MOTION_CONVENTION,
+    }
+    return json.loads(json.dumps(key))
+
+
+def _video_plan() -> dict[str, tuple[str, str]]:
+    """Video id -> (photo, split) of every demo video."""
+    return {image_id: (photo, _photo_split(photo)) for photo, ids in DEMO_PHOTOS.items() for image_id in ids}
+
+
+def _video_files(root: Path, split: str, video_id: str, frames: int) -> list[Path]:
+    folder = root / split / video_id
+    names = [VIDEO_FRAME_NAME.format(t) for t in range(frames)]
+    return [folder / part / name for part in ("input", "target") for name in names] + [folder / "motion.json"]
+
+
+def _video_is_cached(root: Path, key: dict[str, object]) -> bool:
+    manifest = _matching_manifest(root, key)
+    if manifest is None:
+        return False
+    videos = manifest.get("videos", {})
+    if set(videos) != set(_video_plan()):
+        return False
+    return all(path.is_file() for video_id, entry in videos.items()
+               for path in _video_files(root, entry["split"], video_id, entry["frames"]))
+
+
+def _remove_stale_videos(root: Path, plan: dict[str, tuple[str, str]]) -> None:
+    """Deletes video folders of ids no longer on that side, and frames past each video's end."""
+    for split, frames in VIDEO_FRAMES.items():
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        keep = {video_id for video_id, (_photo, side) in plan.items() if side == split}
+        for path in folder.iterdir():
+            if path.is_dir() and path.name not in keep:
+                shutil.rmtree(path)
+        names = {VIDEO_FRAME_NAME.format(t)[:-4] for t in range(frames)}
+        for video_id in keep:
+            for part in ("input", "target"):
+                _remove_stale(folder / video_id / part, names)
+
+
+def build_video_demo(
+    out: Path,
+    seed: int = 0,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Builds (or reuses) the video demo set under ``out/video`` (see the module docstring).
+
+    Every image id becomes one video on its photo's side of ``DEMO_SPLIT``: a smooth pan and
+    zoom over the photo (:func:`camera_path`), 96x128 frames, ``VIDEO_FRAMES`` frames, degraded
+    frame by frame with flicker and colour drift (:func:`frame_schedule`). Cached like the
+    paired set: skipped when ``manifest.json`` records the same key (seed, ``VIDEO_VERSION``,
+    ranges, source versions) and every file is present, unless ``force``; the manifest is
+    written last.
+
+    Args:
+        out: Demo root folder.
+        seed: Demo seed.
+        force: Rebuild even when the cache is valid.
+        progress: Called with one line per video (and one when the cache is used).
+
+    Returns:
+        ``out/video``.
+    """
+    report = progress or (lambda line: None)
+    root = Path(out) / "video"
+    key = _video_key(seed)
+    if not force and _video_is_cached(root, key):
+        report(f"video demo: cached in {root} (seed {seed})")
+        return root
+    (root / "manifest.json").unlink(missing_ok=True)
+    plan = _video_plan()
+    _remove_stale_videos(root, plan)
+
+    videos: dict[str, dict[str, object]] = {}
+    for photo in DEMO_PHOTOS:
+        split = _photo_split(photo)
+        frames = VIDEO_FRAMES[split]
+        for video_id, clean in load_demo_photo(photo):
+            video = render_video(video_id, clean, frames, seed)
+            folder = root / split / video_id
+            for t in range(frames):
+                name = VIDEO_FRAME_NAME.format(t)
+                write_image(folder / "input" / name, video.degraded[t])
+                write_image(folder / "target" / name, video.clean[t])
+            atomic_write_text(folder / "motion.json", json.dumps(motion_record(video), indent=1) + "\n")
+            videos[video_id] = {
+                "photo": photo,
+                "split": split,
+                "frames": frames,
+                "frame_height": VIDEO_FRAME_SIZE[0],
+                "frame_width": VIDEO_FRAME_SIZE[1],
+                "scene_height": video.scene_shape[0],
+                "scene_width": video.scene_shape[1],
+                "base_params": video.base.to_dict(),
+                "schedule": video.schedule,
+                "motion": video.motion,
+            }
+            report(f"video  {split:5s} {video_id:22s} {frames} frames {VIDEO_FRAME_SIZE[1]}x{VIDEO_FRAME_SIZE[0]} "
+                   f"over {video.scene_shape[1]}x{video.scene_shape[0]}")
+
+    manifest = {
+        **key,
+        "name": "qmap-bench video demo (smoke scale)",
+        "layout": "<split>/<video_id>/{input,target}/%06d.png, <split>/<video_id>/motion.json",
+        "split": DEMO_SPLIT,
+        "videos": dict(sorted(videos.items())),
+    }
+    atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
 # All sets
 
 
@@ -588,21 +1054,22 @@ def build_demo(
     force: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
-    """Builds every demo set under ``out``: paired, then weakly-paired, then unpaired.
+    """Builds every demo set under ``out``: paired, then weakly-paired, unpaired and video.
 
     Args:
         out: Demo root folder.
         seed: Degradation seed.
         force: Rebuild even when cached.
         progress: Called with progress lines; each starts with the set's name (``paired``,
-            ``weak``, ``unpaired``).
+            ``weak``, ``unpaired``, ``video``).
 
     Returns:
         Set name -> folder: ``paired`` (out/paired), ``weak`` (the DPED root out/dped),
-        ``weak_raw`` (the captures) and ``unpaired`` (out/unpaired).
+        ``weak_raw`` (the captures), ``unpaired`` (out/unpaired) and ``video`` (out/video).
     """
     out = Path(os.fspath(out))
     paired = build_paired_demo(out, seed=seed, force=force, progress=progress)
     weak = build_weak_demo(out, seed=seed, force=force, progress=progress)
     unpaired = build_unpaired_demo(out, seed=seed, force=force, progress=progress)
-    return {"paired": paired, "weak": weak, "weak_raw": out / "weak_raw", "unpaired": unpaired}
+    video = build_video_demo(out, seed=seed, force=force, progress=progress)
+    return {"paired": paired, "weak": weak, "weak_raw": out / "weak_raw", "unpaired": unpaired, "video": video}

@@ -4,11 +4,17 @@
 
 - ``table.md``, ``table.tex``, ``table.csv`` — the generic method tables (:mod:`reports.tables`);
 - ``table_<layout>.md/.tex/.csv`` — every seed layout that applies (or the one ``--layout``
-  names), with significance marks and, with ``--reported``, published rows;
+  names), with significance marks and, with ``--reported``, published rows (image datasets only);
+- ``compare_<dataset>_<label>.md/.tex/.csv`` — per video dataset, each run fine-tuned from
+  another run's checkpoint (run.json ``init_from``) against that label's per-frame run on the
+  same dataset: both rows, their difference and per-video wins/ties/losses
+  (:func:`reports.tables.comparison_tables`);
 - ``preference/<dataset>/`` — the virtual-rater preference matrix (full-reference metrics as
   raters, *not* human judgements) with scores, intervals, significance, metric "observer"
   screening, ``heatmap.png`` and ``jod.png`` (:mod:`reports.preference`);
-- ``plots/quality_latency_<dataset>.png`` and ``plots/samples_<dataset>.png``;
+- ``plots/quality_latency_<dataset>.png`` and ``plots/samples_<dataset>.png`` (inputs and
+  targets from the runs' ``references/`` when saved; for a video dataset, the middle frame of
+  each sample video);
 - ``report.html`` — all of the above in one self-contained page.
 
 With ``--wandb`` the tables, matrices and plots are also logged to a W&B report run (offline
@@ -25,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.results import load_run_infos, load_runs
+from benchmark.results import REFERENCES_DIR, load_run_infos, load_runs
 from reports import tables
 from reports.html import Section, frame_html, write_html
 
@@ -40,6 +46,7 @@ class ReportFiles:
 
     generic: dict[str, Path]
     layouts: dict[str, list[Path]] = field(default_factory=dict)
+    comparisons: dict[str, list[Path]] = field(default_factory=dict)
     preference: dict[str, dict[str, Path]] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
     html: Path | None = None
@@ -58,6 +65,7 @@ def _virtual_preference(frame: pd.DataFrame, dataset: str, infos: Sequence[Mappi
     from reports import preference
 
     proxies = tables.proxy_labels(infos)
+    video = tables.is_video(frame, infos)
     trials = preference.virtual_trials(frame, order=order)
     labels = set(trials["method_a"]) | set(trials["method_b"]) if len(trials) else set()
     if len(labels) < 2:
@@ -67,12 +75,16 @@ def _virtual_preference(frame: pd.DataFrame, dataset: str, infos: Sequence[Mappi
     methods = [_marked(label, proxies) for label in dict.fromkeys([*order, *sorted(labels)]) if label in labels]
     try:
         result = preference.analyse_trials(trials, methods=methods, bootstrap=bootstrap, virtual=True,
-                                           source=f"per-image rows of {dataset}")
+                                           source=(f"per-video means of {dataset}" if video
+                                                   else f"per-image rows of {dataset}"))
     except ValueError as err:  # e.g. methods scored on disjoint images: the tables still stand
         return {}, None, [f"{dataset}: no virtual-rater matrix ({err})"]
     extra = ""
     if proxies:
         extra = f"{tables.PROXY_MARK}: proxy configuration (see the table caption)."
+    if video:
+        extra = (extra + " Video: each 'image' is a whole video; a metric votes on its per-video mean (frames, "
+                 "then seeds averaged), so every video counts once.").strip()
     title = f"Preference matrix, {dataset}"
     paths = preference.write_preference(result, out_dir, title, extra_caption=extra)
     section = Section(
@@ -99,16 +111,20 @@ def _plots(frame: pd.DataFrame, dataset: str, infos: Sequence[Mapping[str, Any]]
     proxies = tables.proxy_labels(infos)
     names = {label: _marked(label, proxies) for label in frame["label"].unique()}
     written, sections, notes = [], [], []
+    video = tables.is_video(frame, infos)
+    unit = "frame" if video else "image"
     stats = tables.summary(frame, partial="mark")
     metric = next((m for m in ("psnr", "ssim") if m in set(stats["metric"])), None)
     if metric and "seconds" in set(stats["metric"]):
         path = plots.quality_latency(stats, out_dir / f"quality_latency_{dataset}.png", metric,
-                                     f"{tables.DISPLAY_NAMES[metric]} vs per-image time, {dataset}", names)
+                                     f"{tables.DISPLAY_NAMES[metric]} vs per-{unit} time, {dataset}", names,
+                                     unit=unit)
         written.append(path)
         devices = sorted({str(i.get("device")) for i in infos if i.get("device")})
+        averaged = " (per video, then over videos)" if video else ""
         sections.append(Section(f"Quality vs latency, {dataset}", images=[(
-            f"Mean {tables.DISPLAY_NAMES[metric]} against mean seconds per image (log scale; inference only, "
-            f"data loading excluded; device {', '.join(devices) or 'not recorded'}).", path)], level=3))
+            f"Mean {tables.DISPLAY_NAMES[metric]} against mean seconds per {unit}{averaged} (log scale; inference "
+            f"only, data loading excluded; device {', '.join(devices) or 'not recorded'}).", path)], level=3))
     runs = [info for label in order for info in infos if info.get("label") == label]
     runs += [info for info in infos if info not in runs]
     runs = [info for info in runs if info.get("dataset") == dataset and info.get("path")]
@@ -118,11 +134,17 @@ def _plots(frame: pd.DataFrame, dataset: str, infos: Sequence[Mapping[str, Any]]
         search = list(runs_dir.resolve().parents)
         rows, grid_notes = samples.grid_rows([(names.get(i["label"], i["label"]), i) for i in runs], protocol, keys,
                                              search)
-        title = f"Sample outputs, {dataset}, protocol {protocol}: input | each method | target"
+        which = "middle frame of each sample video, " if video else ""
+        title = f"Sample outputs, {dataset}, protocol {protocol}: {which}input | each method | target"
         path = plots.image_grid(rows, out_dir / f"samples_{dataset}.png", title)
         written.append(path)
-        why = ("protocol f: outputs at full resolution, input and target as stored" if protocol == "f" else
-               f"protocol {protocol}: input and target resized to the output size with area interpolation")
+        saved = all(any((Path(i["path"]) / REFERENCES_DIR / protocol / key).is_dir() for i in runs) for key in keys)
+        if saved:
+            why = f"protocol {protocol}: input and target as scored (saved by the runs beside each sample)"
+        elif protocol == "f":
+            why = "protocol f: outputs at full resolution, input and target as stored"
+        else:
+            why = f"protocol {protocol}: input and target resized to the output size with area interpolation"
         sections.append(Section(f"Sample outputs, {dataset}", warnings=grid_notes,
                                 images=[(f"{title}. Fixed sample ids; {why}; panels downscaled for display.", path)],
                                 level=3))
@@ -179,6 +201,17 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, layout
     files.seconds["layouts"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    comparisons = tables.comparison_tables(frame, done, order, partial)
+    if comparisons:
+        sections.append(Section("Per-frame vs recurrent"))
+    for result in comparisons:
+        paths = tables.write_comparison(result, out_dir)
+        files.comparisons[result.stem] = list(paths.values())
+        sections.append(Section(result.title, html=tables.to_html(result.table, result.caption), level=3))
+    if comparisons:
+        files.seconds["comparisons"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
     sections.append(Section("Preference matrices"))
     for dataset in datasets:
         subset = frame[frame["dataset"] == dataset]
@@ -216,14 +249,15 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, layout
 
     if wandb:
         clock = time.perf_counter()
-        files.wandb = _export_wandb(out_dir, suite, files, written, frame, done, order, partial, runs_dir, bootstrap)
+        files.wandb = _export_wandb(out_dir, suite, files, written, frame, done, order, partial, runs_dir, bootstrap,
+                                    comparisons)
         files.seconds["wandb"] = time.perf_counter() - clock
     return files
 
 
 def _export_wandb(out_dir: Path, suite: str, files: ReportFiles, layouts: Mapping[str, Any], frame: pd.DataFrame,
                   infos: Sequence[Mapping[str, Any]], order: list[str], partial: str, runs_dir: Path,
-                  bootstrap: int) -> Path:
+                  bootstrap: int, comparisons: Sequence[tables.Comparison] = ()) -> Path:
     from reports import preference
     from reports.wandb_export import export_report
 
@@ -237,6 +271,7 @@ def _export_wandb(out_dir: Path, suite: str, files: ReportFiles, layouts: Mappin
                      for dataset, table, _ in tables.dataset_tables(frame, infos, order, partial)]
     for name, results in layouts.items():
         logged_tables += [(f"layouts/{name}/{r.table.dataset}", numbers(r.table)) for r in results]
+    logged_tables += [(f"compare/{c.dataset}/{c.fine_tuned}", c.numbers) for c in comparisons]
     images = []
     for dataset, paths in files.preference.items():
         counts = preference.matrix_frame(pd.read_csv(paths["matrix_csv"], index_col=0).drop(columns="total"))

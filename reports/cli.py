@@ -12,12 +12,15 @@ from pathlib import Path
 DESCRIPTION = """\
 Summarise the finished runs below DIR (a suite folder runs/<suite>, or a folder of suites) into
 method tables: one row per method label, one column per metric and protocol (PSNR_d, SSIM_f,
-PSNR_100, ...). Each cell is the mean over images per seed, then mean ± std over seeds; the best
-value per column is bold, the second best underlined. Writes to DIR/report (or --out):
+PSNR_100, ...). Each cell is the mean over images per seed (for video: over the frames of each
+video, then over videos), then mean ± std over seeds; the best value per column is bold, the
+second best underlined. Writes to DIR/report (or --out):
 table.md, table.tex (booktabs) and table.csv (numbers only); table_<layout>.* for every seed
 layout that applies (muspe_table1, muspe_table2, upe_fivek, wespe_dped; see --layout);
 preference/<dataset>/ with the virtual-rater preference matrix (full-reference metrics as
-raters, not human judgements); plots/ (quality vs latency, sample grids); and one
+raters, not human judgements); compare_<dataset>_<label>.* for every run fine-tuned from
+another run's checkpoint on a video set (per-frame vs recurrent, with per-video wins/losses);
+plots/ (quality vs latency, sample grids); and one
 self-contained report.html. Prints the Markdown table with its caption. Runs that failed or are
 still running are left out and named in a warning line.
 """
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  layout {name}: " + ", ".join(path.name for path in layout_paths))
     for dataset, preference_paths in files.preference.items():
         print(f"  virtual-rater preference matrix ({dataset}): {preference_paths['summary'].parent}")
+    for paths_of_one in files.comparisons.values():
+        print("  per-frame vs recurrent comparison: " + ", ".join(path.name for path in paths_of_one))
     for path in files.plots:
         print(f"  plot: {path.relative_to(folder)}")
     for note in files.notes:

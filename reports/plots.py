@@ -105,8 +105,8 @@ def jod_bars(scores: pd.DataFrame, path: str | Path, title: str = "Thurstone Cas
 
 
 def quality_latency(stats: pd.DataFrame, path: str | Path, metric: str = "psnr", title: str = "",
-                    labels: Mapping[str, str] | None = None) -> Path:
-    """Quality against per-image time (log x), one panel per protocol that has both.
+                    labels: Mapping[str, str] | None = None, unit: str = "image") -> Path:
+    """Quality against per-image (or per-frame) time (log x), one panel per protocol that has both.
 
     Args:
         stats: :func:`reports.tables.summary` output (``label, protocol, metric, mean``).
@@ -114,6 +114,7 @@ def quality_latency(stats: pd.DataFrame, path: str | Path, metric: str = "psnr",
         metric: quality metric on the y axis.
         title: figure title.
         labels: display names per label (e.g. with a proxy marker).
+        unit: what ``seconds`` is per: ``image``, or ``frame`` for video.
     """
     from reports.tables import DISPLAY_NAMES, PROTOCOLS
 
@@ -134,8 +135,9 @@ def quality_latency(stats: pd.DataFrame, path: str | Path, metric: str = "psnr",
             axes.annotate(name, (row.seconds, row.quality), textcoords="offset points", xytext=(4, 4), fontsize=8)
         axes.set_xscale("log")
         axes.margins(x=0.25, y=0.12)  # room for the labels next to the outermost points
-        axes.set_xlabel("seconds per image (log scale)")
-        axes.set_ylabel(f"{DISPLAY_NAMES.get(metric, metric)} (mean over images)")
+        axes.set_xlabel(f"seconds per {unit} (log scale)")
+        over = "mean per video, then over videos" if unit == "frame" else "mean over images"
+        axes.set_ylabel(f"{DISPLAY_NAMES.get(metric, metric)} ({over})")
         axes.set_title(PROTOCOLS.get(str(protocol), f"protocol {protocol}"), fontsize=8)
         axes.grid(alpha=0.3, which="both")
     if title:

@@ -1,15 +1,23 @@
 """Saved sample outputs beside their inputs and targets, for image grids and W&B panels.
 
-A run keeps 8-bit outputs for a fixed set of test ids in ``samples/<protocol>/<key>.png``. The
-input and target come from the dataset root recorded in run.json (``data.root``, paired layout
-``root/input/`` and ``root/target/`` or ``data.target_dir``; files matched by image id: the
-leading ``aNNNN`` of the stem, else the stem — ``datamodules.io``, which imports no torch).
+A run keeps 8-bit outputs for a fixed set of test ids in ``samples/<protocol>/<key>.png`` (a
+video run: the middle frame of each sample video, ``key`` being the video id). The input and
+target come, in order of preference:
+
+1. from the run folder itself, ``references/<protocol>/<key>/input.png`` and ``target.png``
+   (``benchmark.results.REFERENCES_DIR``): the input and target exactly as scored at that
+   protocol, the same size as the sample, shown as they are. Every panel is then available even
+   for unpaired or weakly paired data, and the dataset is not needed at all;
+2. else from the dataset root recorded in run.json (``data.root``, paired layout ``root/input/``
+   and ``root/target/`` or ``data.target_dir``; files matched by image id: the leading ``aNNNN``
+   of the stem, else the stem — ``datamodules.io``, which imports no torch).
 
 Which protocol: grids show protocol ``f`` when every run saved it — full resolution is what
 the methods output there, and the dataset's input/target files are shown as they are, with no
-resampling. When ``f`` is missing the first protocol all runs share is used, and the input and
-target are resized to the sample's exact size with area interpolation: for protocol ``d`` that
-is the scorer's own resize (same size, same interpolation, ``datamodules.transforms``).
+resampling. When ``f`` is missing the first protocol all runs share is used; inputs and targets
+read from the dataset root are then resized to the sample's exact size with area interpolation:
+for protocol ``d`` that is the scorer's own resize (same size, same interpolation,
+``datamodules.transforms``).
 
 Relative dataset roots (``data/demo/paired``) are relative to the folder the suite ran in;
 they are looked up from the current folder, then from each parent of the runs folder.
@@ -23,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.results import SAMPLES_DIR
+from benchmark.results import REFERENCES_DIR, SAMPLES_DIR
 
 __all__ = ["GRID_LONG_SIDE", "dataset_folders", "grid_rows", "read_sample", "reference_files", "reference_pair",
-           "sample_keys", "sample_protocol", "thumbnail", "triplet"]
+           "saved_references", "sample_keys", "sample_protocol", "thumbnail", "triplet"]
 
 GRID_LONG_SIDE = 320  # display size of one grid panel (pixels, long side)
 
@@ -120,6 +128,22 @@ def reference_pair(files: tuple[dict[str, Path], dict[str, Path]], key: str,
     return images[0], images[1]
 
 
+def saved_references(run_dir: Path, protocol: str, key: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The input and target a run saved beside sample ``key`` (uint8 RGB, as scored), None where absent.
+
+    ``run_dir/references/<protocol>/<key>/input.png`` and ``target.png``; no resizing (they are
+    the scored size).
+    """
+    from datamodules.io import to_uint8
+
+    folder = Path(run_dir) / REFERENCES_DIR / protocol / key
+    found = []
+    for name in ("input", "target"):
+        path = folder / f"{name}.png"
+        found.append(to_uint8(_read_rgb(path)) if path.is_file() else None)
+    return found[0], found[1]
+
+
 def read_sample(run_dir: Path, protocol: str, key: str) -> np.ndarray:
     """A saved 8-bit output as uint8 RGB."""
     from datamodules.io import to_uint8
@@ -140,10 +164,18 @@ def thumbnail(image: np.ndarray | None, long_side: int = GRID_LONG_SIDE) -> np.n
 
 def triplet(info: Mapping[str, Any], run_dir: Path, protocol: str, key: str,
             search_from: Sequence[Path] = ()) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """``(input, output, target)`` of one saved sample, all at the output's size (uint8 RGB)."""
+    """``(input, output, target)`` of one saved sample (uint8 RGB).
+
+    Input and target from the run's ``references/`` when saved (as scored), else from the
+    dataset root resized to the output's size.
+    """
     output = read_sample(run_dir, protocol, key)
-    input_dir, target_dir, _ = dataset_folders(info, search_from)
-    source, target = reference_pair(reference_files(input_dir, target_dir), key, output.shape[:2])
+    source, target = saved_references(run_dir, protocol, key)
+    if source is None or target is None:
+        input_dir, target_dir, _ = dataset_folders(info, search_from)
+        found = reference_pair(reference_files(input_dir, target_dir), key, output.shape[:2])
+        source = source if source is not None else found[0]
+        target = target if target is not None else found[1]
     return source, output, target
 
 
@@ -153,8 +185,9 @@ def grid_rows(runs: Sequence[tuple[str, Mapping[str, Any]]], protocol: str, keys
     """Rows ``input | each run's output | target`` for :func:`reports.plots.image_grid`.
 
     Args:
-        runs: ``(column title, run.json with "path")`` in column order; the first run's dataset
-            supplies the input and target.
+        runs: ``(column title, run.json with "path")`` in column order. The input and target of a
+            key come from the first run that saved ``references/<protocol>/<key>/`` (as scored,
+            not resized), else from the first run's dataset root.
         protocol: which ``samples/<protocol>/``.
         keys: image ids, one grid row each.
         search_from: where relative dataset roots are looked up (after the current folder).
@@ -163,11 +196,8 @@ def grid_rows(runs: Sequence[tuple[str, Mapping[str, Any]]], protocol: str, keys
     Returns:
         The rows, and notes (e.g. a dataset root that was not found).
     """
-    notes = []
-    input_dir, target_dir, note = dataset_folders(runs[0][1], search_from)
-    if note:
-        notes.append(f"input and target not shown: {note}")
-    files = reference_files(input_dir, target_dir)
+    notes: list[str] = []
+    files: tuple[dict[str, Path], dict[str, Path]] | None = None  # dataset files, read only when needed
     rows = []
     for key in keys:
         # Thumbnails at once: full-resolution outputs of many methods would not fit in memory.
@@ -176,6 +206,21 @@ def grid_rows(runs: Sequence[tuple[str, Mapping[str, Any]]], protocol: str, keys
             output = read_sample(Path(info["path"]), protocol, key)
             shape = shape or output.shape[:2]
             panels.append((title, thumbnail(output, long_side)))
-        source, target = reference_pair(files, key, shape)
+        source = target = None
+        for _, info in runs:
+            saved = saved_references(Path(info["path"]), protocol, key)
+            source = source if source is not None else saved[0]
+            target = target if target is not None else saved[1]
+            if source is not None and target is not None:
+                break
+        if source is None or target is None:
+            if files is None:
+                input_dir, target_dir, note = dataset_folders(runs[0][1], search_from)
+                if note:
+                    notes.append(f"input and target not shown: {note}")
+                files = reference_files(input_dir, target_dir)
+            found = reference_pair(files, key, shape)
+            source = source if source is not None else found[0]
+            target = target if target is not None else found[1]
         rows.append((key, [("input", thumbnail(source, long_side)), *panels, ("target", thumbnail(target, long_side))]))
     return rows, notes

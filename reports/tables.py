@@ -5,10 +5,21 @@ work on a machine without torch).
 
 How a cell is computed (design.md sections 4 and 5):
 
-1. rows are grouped by (label, dataset, protocol, metric, seed) and averaged over images (every row
-   is one image, or one frame of a video), so PSNR is "per image, then averaged", never pooled;
+1. rows are grouped by (label, dataset, protocol, metric, seed); within a group the rows of one
+   key are averaged first (an image has one row, frame 0; a video has one row per frame, or per
+   consecutive frame pair for the temporal metrics ``warp_error`` and ``flicker``), then the
+   per-key means are averaged over keys. So PSNR is "per image, then averaged", never pooled,
+   and a video counts once however many frames it has ("per video, then over videos"); for
+   image rows this is exactly the plain mean over images;
 2. those per-seed means are averaged over seeds; the spread is the *sample* standard deviation
    over seeds (``ddof=1``), shown only when a method has more than one seed.
+
+Video datasets (run.json ``data.kind == "video"``, or rows with ``frame > 0``) print the time
+column as ``s/frame`` and their captions say how frames were scored and averaged, which motion
+the warp error used, whether the pairs are only weakly aligned (then there is no full-reference
+column at all), and which runs reused an image checkpoint (``checkpoint_from``) or were
+fine-tuned from one (``init_from``). :func:`comparison_tables` compares each fine-tuned video
+run with the per-frame run of the label it was initialised from (per-video wins/ties/losses).
 
 Missing values (``NaN`` = "n/a", e.g. LPIPS without its backbone weights):
 
@@ -39,25 +50,35 @@ from benchmark.results import HIGHER_IS_BETTER, ROW_COLUMNS, atomic_write_text, 
 
 __all__ = [
     "COLUMN_NAMES",
+    "DIFFERENCE_ROW",
     "DISPLAY_NAMES",
     "LATEX_NAMES",
     "LAYOUTS",
     "METRIC_ORDER",
     "NOT_SIGNIFICANT_MARK",
     "PROTOCOLS",
+    "PER_FRAME_SECONDS",
     "PROTOCOL_ORDER",
     "PROXY_MARK",
     "SUMMARY_COLUMNS",
+    "VIDEO_METRICS",
+    "WEAKLY_ALIGNED_NOTE",
+    "WINS_ROW",
     "Layout",
     "NoFinishedRunsError",
     "Table",
+    "Comparison",
     "applicable_layouts",
     "caption",
     "column_name",
+    "comparison_tables",
+    "display_name",
+    "is_video",
     "dataset_tables",
     "format_value",
     "label_order",
     "latex_escape",
+    "per_key_values",
     "layout_tables",
     "method_table",
     "proxy_labels",
@@ -67,12 +88,17 @@ __all__ = [
     "to_html",
     "to_latex",
     "to_markdown",
+    "write_comparison",
     "write_layouts",
     "write_report",
 ]
 
 # Column order of a method table; metrics and protocols not listed follow in order of appearance.
-METRIC_ORDER: tuple[str, ...] = ("psnr", "ssim", "ms_ssim", "delta_e76", "delta_e2000", "lpips", "seconds")
+METRIC_ORDER: tuple[str, ...] = (
+    "psnr", "ssim", "ms_ssim", "delta_e76", "delta_e2000", "lpips", "warp_error", "flicker", "seconds",
+)
+# Temporal video metrics: one row per consecutive frame pair (frame = t for the pair t-1, t).
+VIDEO_METRICS: tuple[str, ...] = ("warp_error", "flicker")
 PROTOCOL_ORDER: tuple[str, ...] = ("d", "f", "100")
 
 # Seed-style column ids (``PSNR_d``, ``seconds_f``): used in CSV headers and by column_name().
@@ -83,10 +109,13 @@ COLUMN_NAMES: dict[str, str] = {
     "delta_e76": "ΔE76",
     "delta_e2000": "ΔE2000",
     "lpips": "LPIPS",
+    "warp_error": "E_warp",
+    "flicker": "flicker",
     "seconds": "seconds",
 }
-# Names shown in Markdown headers and captions.
+# Names shown in Markdown headers and captions (the time column of a video dataset: s/frame).
 DISPLAY_NAMES: dict[str, str] = {**COLUMN_NAMES, "seconds": "s/img"}
+PER_FRAME_SECONDS = "s/frame"
 # Names shown in LaTeX headers (already LaTeX, not escaped again).
 LATEX_NAMES: dict[str, str] = {
     "psnr": "PSNR",
@@ -95,6 +124,8 @@ LATEX_NAMES: dict[str, str] = {
     "delta_e76": r"$\Delta E_{76}$",
     "delta_e2000": r"$\Delta E_{2000}$",
     "lpips": "LPIPS",
+    "warp_error": r"$E_{\mathrm{warp}}$",
+    "flicker": "flicker",
     "seconds": "s/img",
 }
 
@@ -113,6 +144,8 @@ _PRECISION: dict[str, tuple[str, int]] = {
     "lpips": ("decimals", 4),
     "delta_e76": ("decimals", 2),
     "delta_e2000": ("decimals", 2),
+    "warp_error": ("significant", 3),
+    "flicker": ("decimals", 2),
     "seconds": ("significant", 3),
 }
 _DEFAULT_PRECISION = ("significant", 4)
@@ -126,6 +159,10 @@ _CONVENTIONS: tuple[tuple[str | None, str], ...] = (
     ("delta_e76", "ΔE76 in CIELAB (D65) from 8-bit sRGB"),
     ("delta_e2000", "ΔE2000 in CIELAB (D65) from 8-bit sRGB"),
     ("lpips", "LPIPS alex v0.1 with inputs mapped to [-1, 1]"),
+    ("warp_error", "E_warp (warping error, Lai et al. 2018): mean squared difference in [0, 1] units between "
+                   "output frame t and output frame t-1 warped by the motion, over non-occluded pixels"),
+    ("flicker", "flicker: mean over channels of the absolute difference between the frame-to-frame change "
+                "of the mean output and that of the mean target, in 8-bit levels"),
 )
 
 # Packages whose versions every caption records: (caption name, run.json key prefixes).
@@ -232,7 +269,10 @@ def _check_rows(frame: pd.DataFrame) -> None:
 
 
 def summary(rows: pd.DataFrame, partial: str = "raise") -> pd.DataFrame:
-    """Mean ± std over seeds of the per-seed image means, per (label, dataset, protocol, metric).
+    """Mean ± std over seeds of the per-seed means, per (label, dataset, protocol, metric).
+
+    A per-seed mean averages the frames of each key first, then the keys (module docstring):
+    images as before, videos "per video, then over videos".
 
     Args:
         rows: result rows in long format (``benchmark.results.ROW_COLUMNS``).
@@ -243,7 +283,7 @@ def summary(rows: pd.DataFrame, partial: str = "raise") -> pd.DataFrame:
     Returns:
         One row per group in order of first appearance, columns ``SUMMARY_COLUMNS``: ``mean``
         (mean of per-seed means), ``std`` (sample std over seeds, NaN with one seed),
-        ``n_seeds``, ``n_images`` (distinct image keys over all seeds), ``n_missing`` /
+        ``n_seeds``, ``n_images`` (distinct keys, i.e. images or videos, over all seeds), ``n_missing`` /
         ``n_values`` (NaN rows / all rows), ``status`` (``"ok"``, ``"n/a"`` when every value is
         NaN, ``"incomplete"``) and ``higher_is_better``.
     """
@@ -255,9 +295,15 @@ def summary(rows: pd.DataFrame, partial: str = "raise") -> pd.DataFrame:
     _check_rows(frame)
 
     frame["is_nan"] = frame["value"].isna()
-    per_seed = (
-        frame.groupby([*_GROUP, "seed"], sort=False, dropna=False)
+    # Frames within each key first (a video counts once), then keys; an image is one row per key.
+    per_key = (
+        frame.groupby([*_GROUP, "seed", "key"], sort=False, dropna=False)
         .agg(value=("value", "mean"), n_missing=("is_nan", "sum"), n_values=("value", "size"))
+        .reset_index()
+    )
+    per_seed = (
+        per_key.groupby([*_GROUP, "seed"], sort=False, dropna=False)
+        .agg(value=("value", "mean"), n_missing=("n_missing", "sum"), n_values=("n_values", "sum"))
         .reset_index()
     )
     grouped = per_seed.groupby(_GROUP, sort=False, dropna=False)
@@ -315,8 +361,41 @@ def column_name(metric: str, protocol: str) -> str:
     return f"{COLUMN_NAMES.get(metric, metric)}_{protocol}"
 
 
-def _header(metric: str, protocol: str) -> str:
-    return f"{DISPLAY_NAMES.get(metric, metric)}_{protocol}"
+def display_name(metric: str, per_frame: bool = False) -> str:
+    """Name shown in headers and captions; the time column of a video dataset reads ``s/frame``."""
+    if per_frame and metric == "seconds":
+        return PER_FRAME_SECONDS
+    return DISPLAY_NAMES.get(metric, metric)
+
+
+def _header(metric: str, protocol: str, per_frame: bool = False) -> str:
+    return f"{display_name(metric, per_frame)}_{protocol}"
+
+
+def _frame_numbers(frame: pd.DataFrame) -> pd.Series:
+    return pd.to_numeric(frame["frame"], errors="coerce")
+
+
+def _video_infos(frame: pd.DataFrame, infos: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The run.json entries of ``frame``'s datasets whose ``data.kind`` is ``video``."""
+    datasets = {str(d) for d in frame["dataset"].dropna()} if "dataset" in frame else set()
+    out = []
+    for info in infos:
+        data = info.get("data") or {}
+        dataset = info.get("dataset", data.get("dataset"))
+        if str(data.get("kind", "")).lower() == "video" and (dataset is None or str(dataset) in datasets):
+            out.append(info)
+    return out
+
+
+def is_video(frame: pd.DataFrame, infos: Iterable[Mapping[str, Any]] = ()) -> bool:
+    """Whether rows are of a video dataset: run.json ``data.kind == "video"``, a row with
+    ``frame > 0`` or a temporal metric (``warp_error``, ``flicker``)."""
+    if _video_infos(frame, infos):
+        return True
+    if frame.empty:
+        return False
+    return bool((_frame_numbers(frame) > 0).any() or frame["metric"].isin(VIDEO_METRICS).any())
 
 
 def _round(metric: str, value: float) -> float:
@@ -360,7 +439,7 @@ class Table:
     ``row_marks`` a suffix per label (the proxy ``‡``), ``reported`` the labels of published
     rows (listed last, below a rule, never ranked), ``ids``/``headers`` override the column ids
     and Markdown headers, and ``groups``/``subheaders`` the two LaTeX header rows (e.g. one group
-    per DPED phone).
+    per DPED phone). ``per_frame`` marks a video dataset: its time column reads ``s/frame``.
     """
 
     dataset: str | None
@@ -382,6 +461,7 @@ class Table:
     headers: list[str] | None = None
     groups: list[tuple[str, int]] | None = None
     subheaders: list[str] | None = None
+    per_frame: bool = False
 
     @property
     def column_names(self) -> list[str]:
@@ -493,6 +573,7 @@ def method_table(
         methods=methods,
         summary=stats,
         second=second,
+        per_frame=is_video(frame),
     )
 
 
@@ -555,7 +636,7 @@ def _label_text(table: Table, label: str, style: str, escape: Any) -> str:
 
 def to_markdown(table: Table, caption: str = "") -> str:
     """GitHub pipe table, best cells as ``**x**`` (second best ``<u>x</u>``), caption above."""
-    headers = ["Method"] + (table.headers or [_header(m, p) for m, p in table.columns])
+    headers = ["Method"] + (table.headers or [_header(m, p, table.per_frame) for m, p in table.columns])
     lines = []
     if caption:
         lines += [caption.strip(), ""]
@@ -593,12 +674,14 @@ _LATEX_SPECIAL = {
     "↑": r"$\uparrow$",
     "↓": r"$\downarrow$",
     "–": "--",
+    "−": "$-$",
     "—": "---",
     "…": r"\dots{}",
     "<": r"\textless{}",
     ">": r"\textgreater{}",
 }
-_LATEX_TOKENS = {"ΔE76": r"$\Delta E_{76}$", "ΔE2000": r"$\Delta E_{2000}$", "ΔE": r"$\Delta E$"}
+_LATEX_TOKENS = {"ΔE76": r"$\Delta E_{76}$", "ΔE2000": r"$\Delta E_{2000}$", "ΔE": r"$\Delta E$",
+                 "E_warp": r"$E_{\mathrm{warp}}$"}
 _LATEX_RE = re.compile(
     "|".join(re.escape(t) for t in sorted(_LATEX_TOKENS, key=len, reverse=True))
     + "|["
@@ -632,7 +715,8 @@ def to_latex(table: Table, caption: str = "") -> str:
         groups = [(latex_escape(text), width) for text, width in table.groups]
         second = [""] + [latex_escape(h) for h in table.subheaders or []]
     else:
-        groups = [(LATEX_NAMES.get(metric) or latex_escape(DISPLAY_NAMES.get(metric, metric)), len(protocols))
+        groups = [(PER_FRAME_SECONDS if table.per_frame and metric == "seconds" else
+                   LATEX_NAMES.get(metric) or latex_escape(DISPLAY_NAMES.get(metric, metric)), len(protocols))
                   for metric, protocols in spans]
         second = [""] + [latex_escape(p) for _, protocols in spans for p in protocols]
     top = ["Method"]
@@ -675,7 +759,7 @@ def to_html(table: Table, caption: str = "") -> str:
     """
     from html import escape
 
-    headers = ["Method"] + (table.headers or [_header(m, p) for m, p in table.columns])
+    headers = ["Method"] + (table.headers or [_header(m, p, table.per_frame) for m, p in table.columns])
     parts = [f"<p class=\"caption\">{escape(caption.strip())}</p>"] if caption else []
     parts.append("<table class=\"results\">")
     parts.append("<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr></thead><tbody>")
@@ -748,7 +832,10 @@ def caption(rows: pd.DataFrame, infos: Iterable[Mapping[str, Any]] = ()) -> str:
 
     Suite, dataset(s), split(s), protocols, seeds, averaging, scoring conventions (for the
     metrics shown), package versions, notes from the runs (deduplicated), the demo-data warning,
-    how each method produced protocol ``f``, and unavailable metrics with their message.
+    how each method produced protocol ``f``, and unavailable metrics with their message. Video
+    datasets add how frames were scored and averaged (with the number of videos and frames),
+    the motion behind the warp error, the weak-alignment notice, and which runs reused an image
+    checkpoint (``checkpoint_from``) or were fine-tuned from one (``init_from``).
 
     Args:
         rows: the result rows behind the table.
@@ -761,11 +848,13 @@ def caption(rows: pd.DataFrame, infos: Iterable[Mapping[str, Any]] = ()) -> str:
     datasets = list(dict.fromkeys(frame["dataset"].dropna()))
     protocols = _ordered(frame["protocol"].dropna(), PROTOCOL_ORDER)
     metrics = _ordered(frame["metric"].dropna(), METRIC_ORDER)
+    video = is_video(frame, infos)
 
     parts = [
         _caption_head(frame, datasets, protocols),
-        _caption_seeds(frame),
-        _caption_scoring(metrics, infos),
+        *(_caption_video(frame, infos, labels) if video else []),
+        _caption_seeds(frame, video),
+        _caption_scoring(metrics, infos, video),
         _versions(infos),
     ]
     commits = list(dict.fromkeys(_short_commit(str(i["git_commit"])) for i in infos if i.get("git_commit")))
@@ -802,10 +891,12 @@ def _caption_head(frame: pd.DataFrame, datasets: list[str], protocols: list[str]
     return f"{head}. Protocols: " + "; ".join(described) + "."
 
 
-def _caption_seeds(frame: pd.DataFrame) -> str:
+def _caption_seeds(frame: pd.DataFrame, video: bool = False) -> str:
     seeds = sorted(dict.fromkeys(frame["seed"].dropna()), key=_seed_sort_key)
     text = f"{len(seeds)} {'seed' if len(seeds) == 1 else 'seeds'} ({_join(_text(s) for s in seeds)}); "
-    text = text[0].upper() + text[1:] + "each cell is the mean over images per seed"
+    per = ("the mean over the frames (frame pairs) of each video, then over videos, per seed" if video
+           else "the mean over images per seed")
+    text = text[0].upper() + text[1:] + "each cell is " + per
     if len(seeds) > 1:
         text += ", then mean ± sample std over seeds"
     per_label = frame.groupby("label", sort=False)["seed"].nunique()
@@ -814,17 +905,101 @@ def _caption_seeds(frame: pd.DataFrame) -> str:
     return text + "."
 
 
-def _caption_scoring(metrics: list[str], infos: Sequence[Mapping[str, Any]]) -> str:
+def _caption_scoring(metrics: list[str], infos: Sequence[Mapping[str, Any]], video: bool = False) -> str:
     arrows = {True: "↑", False: "↓"}
-    directions = [f"{DISPLAY_NAMES.get(m, m)} {arrows[HIGHER_IS_BETTER[m]]}" for m in metrics if m in HIGHER_IS_BETTER]
+    directions = [f"{display_name(m, video)} {arrows[HIGHER_IS_BETTER[m]]}" for m in metrics if m in HIGHER_IS_BETTER]
     text = "Best per column in bold" + (f" ({_join(directions)})" if directions else "")
     text += ", second best underlined (with three or more methods). "
     conventions = [text for metric, text in _CONVENTIONS if metric is None or metric in metrics]
     text += "Scoring: " + "; ".join(conventions) + "."
     if "seconds" in metrics:
         devices = list(dict.fromkeys(str(i["device"]) for i in infos if i.get("device")))
-        text += " s/img = per-image inference time" + (f" on {_join(devices)}" if devices else "") + "."
+        what = f"{PER_FRAME_SECONDS} = per-frame inference time" if video else "s/img = per-image inference time"
+        text += f" {what}" + (f" on {_join(devices)}" if devices else "") + "."
     return text
+
+
+WEAKLY_ALIGNED_NOTE = ("Weakly aligned pairs: no full-reference score (pixels do not correspond); "
+                       "temporal metrics only.")
+
+
+def _video_counts(frame: pd.DataFrame) -> tuple[int, int, int, int]:
+    """Videos, frames, and the fewest and most frames of one video.
+
+    Frames are the distinct (video, frame) pairs of the per-frame metrics (temporal metrics have
+    one row per consecutive pair, frame >= 1); without per-frame rows, every row's frame counts.
+    """
+    per_frame = frame[~frame["metric"].isin(VIDEO_METRICS)]
+    source = per_frame if len(per_frame) else frame
+    pairs = source.assign(frame=_frame_numbers(source))[["key", "frame"]].drop_duplicates()
+    lengths = pairs.groupby("key", dropna=False).size()
+    if lengths.empty:
+        return 0, 0, 0, 0
+    return int(frame["key"].nunique()), int(lengths.sum()), int(lengths.min()), int(lengths.max())
+
+
+def _run_ref(ref: Any) -> dict[str, str]:
+    """A ``checkpoint_from`` / ``init_from`` entry as text fields (empty when malformed)."""
+    if not isinstance(ref, Mapping):
+        return {}
+    return {key: str(ref[key]) for key in ("label", "dataset", "run_id", "checkpoint") if ref.get(key) is not None}
+
+
+def _caption_video(frame: pd.DataFrame, infos: Sequence[Mapping[str, Any]], labels: list[str]) -> list[str]:
+    """How a video table was scored: frames, averaging, motion, alignment, checkpoint reuse."""
+    videos, frames, shortest, longest = _video_counts(frame)
+    span = f"{shortest}" if shortest == longest else f"{shortest}–{longest}"
+    text = (f"Video: every frame scored at its stored resolution ({display_name('warp_error')} and flicker on "
+            f"each pair of consecutive frames), averaged over the frames of each video, then over the videos "
+            f"({videos} {'video' if videos == 1 else 'videos'}, {frames} frames, {span} per video).")
+    parts = [text]
+    video_infos = _video_infos(frame, infos)
+    data = [info.get("data") or {} for info in video_infos]
+    weak = [_as_bool(d.get("aligned")) is False for d in data]
+    if "warp_error" in set(frame["metric"]):
+        motion = []
+        for d, weakly in zip(data, weak, strict=True):
+            if d.get("has_motion") is True:
+                motion.append("the known motion of the videos (no flow estimated)")
+            elif d.get("has_motion") is False:
+                motion.append(f"OpenCV Farneback optical flow between consecutive {'input' if weakly else 'target'} "
+                              f"frames")
+        motion = list(dict.fromkeys(motion))
+        if motion:
+            parts.append(f"{display_name('warp_error')} warps frame t-1 with {' / '.join(motion)}"
+                         + (" (differs between runs)" if len(motion) > 1 else "") + "; pairs without an unoccluded "
+                         "pixel (scene cuts) have no E_warp.")
+    if {"warp_error", "flicker"} & set(frame["metric"]):
+        parts.append("Temporal scores alone reward a static or washed-out output (it cannot flicker): read them "
+                     "together with the fidelity columns.")
+    if any(weak):
+        parts.append(WEAKLY_ALIGNED_NOTE)
+    covered = WEAKLY_ALIGNED_NOTE.split("(")[0].strip().lower()  # "weakly aligned pairs: no full-reference score"
+    evaluations = [str(d["evaluation"]).strip().rstrip(".") for d in data if d.get("evaluation")]
+    evaluations = [text for text in dict.fromkeys(evaluations) if not text.lower().startswith(covered)]
+    if evaluations:
+        parts.append("Evaluation: " + "; ".join(evaluations) + ".")
+    rank = {label: i for i, label in enumerate(labels)}
+    reused: dict[str, list[str]] = {}
+    tuned: list[str] = []
+    for info in sorted(infos, key=lambda i: rank.get(str(i.get("label")), len(rank))):
+        label = str(info.get("label", ""))
+        source = _run_ref(info.get("checkpoint_from"))
+        if source:
+            reused.setdefault(source.get("dataset", "another dataset"), [])
+            if label not in reused[source.get("dataset", "another dataset")]:
+                reused[source.get("dataset", "another dataset")].append(label)
+        start = _run_ref(info.get("init_from"))
+        if start:
+            note = (f"{label} fine-tuned from {start.get('label', 'another run')}'s checkpoint trained on "
+                    f"{start.get('dataset', 'another dataset')}")
+            if note not in tuned:
+                tuned.append(note)
+    parts += [f"Scored frame by frame with the image checkpoint trained on {dataset} (no video training): "
+              f"{_join(names)}." for dataset, names in reused.items()]
+    if tuned:
+        parts.append("; ".join(tuned) + ".")
+    return parts
 
 
 def _caption_notes(infos: Sequence[Mapping[str, Any]], labels: list[str]) -> list[str]:
@@ -943,8 +1118,191 @@ def dataset_tables(rows: pd.DataFrame, infos: Sequence[Mapping[str, Any]], order
         subset = frame[frame["dataset"] == dataset]
         table = method_table(subset, dataset=dataset, order=order, partial=partial)
         table.row_marks = {label: PROXY_MARK for label in proxy_labels(_relevant_infos(subset, infos))}
+        table.per_frame = table.per_frame or is_video(subset, _relevant_infos(subset, infos))
         out.append((dataset, table, caption(subset, infos)))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Per-frame vs fine-tuned (recurrent) comparison on a video dataset
+# --------------------------------------------------------------------------------------------
+
+DIFFERENCE_ROW = "difference (fine-tuned − per-frame)"
+WINS_ROW = "per-video wins/ties/losses of fine-tuned"
+
+
+@dataclass
+class Comparison:
+    """A fine-tuned video run against the per-frame run of the label it was initialised from.
+
+    ``table`` has four rows: the per-frame label, the fine-tuned label (cells as in the dataset
+    table, the better of the two in bold), :data:`DIFFERENCE_ROW` and :data:`WINS_ROW`;
+    ``numbers`` holds one row per column (means, difference, wins, ties, losses) for CSV.
+    """
+
+    dataset: str
+    per_frame: str
+    fine_tuned: str
+    table: Table
+    caption: str
+    numbers: pd.DataFrame
+
+    @property
+    def stem(self) -> str:
+        """File name stem: ``compare_<dataset>_<fine-tuned label>``."""
+        return "compare_" + re.sub(r"[^A-Za-z0-9._-]+", "-", f"{self.dataset}_{self.fine_tuned}")
+
+    @property
+    def title(self) -> str:
+        return f"Per-frame vs recurrent, {self.dataset}: {self.fine_tuned} vs {self.per_frame}"
+
+
+def _format_signed(metric: str, value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    kind, digits = _PRECISION.get(metric, _DEFAULT_PRECISION)
+    text = f"{value:+.{digits}f}" if kind == "decimals" else f"{value:+.{digits}g}"
+    return text.replace("-", "−") if text.startswith("-") else text
+
+
+def _wins(values: pd.DataFrame, metric: str, a: str, b: str, higher: bool) -> tuple[int, int, int, int]:
+    """Wins, ties, losses of ``b`` against ``a`` over keys where both have a value (display precision)."""
+    if a not in values.columns or b not in values.columns:
+        return 0, 0, 0, 0
+    both = values[[a, b]].dropna()
+    wins = ties = losses = 0
+    for x, y in zip(both[a], both[b], strict=True):
+        x, y = _round(metric, float(x)), _round(metric, float(y))
+        if x == y:
+            ties += 1
+        elif (y > x) == higher:
+            wins += 1
+        else:
+            losses += 1
+    return wins, ties, losses, len(both)
+
+
+def _info_of(infos: Sequence[Mapping[str, Any]], label: str, dataset: str) -> Mapping[str, Any] | None:
+    return next((i for i in infos if str(i.get("label")) == label and str(i.get("dataset")) == dataset), None)
+
+
+def comparison_tables(rows: pd.DataFrame, infos: Sequence[Mapping[str, Any]], order: Sequence[str] | None = None,
+                      partial: str = "raise") -> list[Comparison]:
+    """Per-frame vs fine-tuned tables of every video dataset (driven by run.json ``init_from``).
+
+    For every done run on a video dataset whose run.json has ``init_from`` (``{"label", "dataset",
+    "run_id", "checkpoint"}``: fine-tuned starting from that run's checkpoint) and whose
+    ``init_from.label`` also has a run on the same video dataset (typically the image checkpoint
+    scored frame by frame, ``checkpoint_from``), one :class:`Comparison`: the two rows with every
+    column of the dataset table, the difference fine-tuned − per-frame of the means, and per-video
+    wins/ties/losses of the fine-tuned run (per-video means over frames then seeds, compared at
+    display precision in the column's direction). Nothing is hard-coded about methods.
+    """
+    frame = _prepare(rows)
+    out: list[Comparison] = []
+    for dataset in dict.fromkeys(frame["dataset"]):
+        subset = frame[frame["dataset"] == dataset]
+        ds_infos = [i for i in _relevant_infos(subset, infos) if str(i.get("dataset", dataset)) == dataset]
+        if not is_video(subset, ds_infos):
+            continue
+        present = set(subset["label"])
+        pairs = []
+        for info in ds_infos:
+            start = _run_ref(info.get("init_from"))
+            label = str(info.get("label", ""))
+            if start.get("label") in present and label in present and start["label"] != label:
+                pairs.append((start["label"], label))
+        if not pairs:
+            continue
+        full = method_table(subset, dataset=dataset, order=order, partial=partial)
+        full.per_frame = True
+        for per_frame, tuned in dict.fromkeys(pairs):
+            out.append(_comparison(subset, full, dataset, per_frame, tuned, ds_infos, infos))
+    return out
+
+
+def _comparison(subset: pd.DataFrame, full: Table, dataset: str, a: str, b: str,
+                ds_infos: Sequence[Mapping[str, Any]], infos: Sequence[Mapping[str, Any]]) -> Comparison:
+    labels = [a, b, DIFFERENCE_ROW, WINS_ROW]
+    names = full.column_names
+    mean = full.mean.loc[[a, b]].reindex(labels)
+    std = full.std.loc[[a, b]].reindex(labels)
+    n_seeds = full.n_seeds.loc[[a, b]].reindex(labels, fill_value=0)
+    cells = full.cells.loc[[a, b]].reindex(labels)
+    best = pd.DataFrame(False, index=mean.index, columns=names, dtype=bool)
+    records = []
+    pair_rows = subset[subset["label"].isin([a, b])]
+    for (metric, protocol), name in zip(full.columns, names, strict=True):
+        higher = full.higher_is_better.get(name, HIGHER_IS_BETTER.get(metric, True))
+        marks, _ = _rank_marks(full.mean.loc[[a, b], name], metric, higher)
+        best.loc[[a, b], name] = marks.to_numpy()
+        difference = float(full.mean.loc[b, name] - full.mean.loc[a, name])
+        mean.loc[DIFFERENCE_ROW, name] = difference
+        cells.loc[DIFFERENCE_ROW, name] = _format_signed(metric, difference)
+        wins, ties, losses, videos = _wins(per_key_values(pair_rows, metric, protocol), metric, a, b, higher)
+        cells.loc[WINS_ROW, name] = f"{wins}/{ties}/{losses}" if videos else "n/a"
+        records.append({
+            "dataset": dataset, "column": name, "metric": metric, "protocol": protocol, "higher_is_better": higher,
+            "per_frame_label": a, "fine_tuned_label": b,
+            "per_frame_mean": full.mean.loc[a, name], "per_frame_std": full.std.loc[a, name],
+            "per_frame_n_seeds": int(full.n_seeds.loc[a, name]),
+            "fine_tuned_mean": full.mean.loc[b, name], "fine_tuned_std": full.std.loc[b, name],
+            "fine_tuned_n_seeds": int(full.n_seeds.loc[b, name]),
+            "difference": difference, "wins": wins, "ties": ties, "losses": losses, "n_videos": videos,
+        })
+    proxies = proxy_labels(ds_infos)
+    table = Table(dataset=f"{dataset} ({b} vs {a})", labels=labels, columns=list(full.columns), mean=mean, std=std,
+                  n_seeds=n_seeds, cells=cells.fillna("n/a"), best=best, higher_is_better=dict(full.higher_is_better),
+                  methods={k: v for k, v in full.methods.items() if k in (a, b)}, per_frame=True,
+                  row_marks={label: PROXY_MARK for label in (a, b) if label in proxies})
+    numbers = pd.DataFrame(records)
+    return Comparison(dataset, a, b, table, _comparison_caption(pair_rows, dataset, a, b, numbers, ds_infos, infos),
+                      numbers)
+
+
+def _comparison_caption(rows: pd.DataFrame, dataset: str, a: str, b: str, numbers: pd.DataFrame,
+                        ds_infos: Sequence[Mapping[str, Any]], infos: Sequence[Mapping[str, Any]]) -> str:
+    info_a, info_b = _info_of(ds_infos, a, dataset) or {}, _info_of(ds_infos, b, dataset) or {}
+    source = _run_ref(info_a.get("checkpoint_from"))
+    start = _run_ref(info_b.get("init_from"))
+    how_a = (f"its image checkpoint trained on {source.get('dataset', 'another dataset')} applied frame by frame, "
+             f"no video training" if source else "per-frame")
+    how_b = f"fine-tuned on video from {a}'s checkpoint trained on {start.get('dataset', 'another dataset')}"
+    arrows = {True: "↑", False: "↓"}
+    directions = [f"{display_name(m, True)} {arrows[bool(h)]}"
+                  for m, h in dict(zip(numbers["metric"], numbers["higher_is_better"], strict=True)).items()]
+    videos = int(numbers["n_videos"].max()) if len(numbers) else 0
+    parts = [
+        f"Per-frame vs recurrent on {dataset}: {a} ({how_a}) against {b} ({how_b}).",
+        f"Rows {a} and {b}: the cells of the dataset table (bold: the better of the two).",
+        f"'{DIFFERENCE_ROW}': {b} minus {a}, of the means; positive favours {b} in ↑ columns, negative in ↓ "
+        f"columns ({_join(directions)}).",
+        f"'{WINS_ROW}': videos on which {b} is better / equal / worse than {a}, per-video means (over frames, then "
+        f"seeds) compared at display precision in each column's direction; {videos} videos.",
+    ]
+    seeds = rows.groupby("label")["seed"].nunique()
+    caveats = []
+    if len(seeds) and int(seeds.max()) == 1:
+        shown = _join(_text(s) for s in sorted(dict.fromkeys(rows["seed"].dropna()), key=_seed_sort_key))
+        caveats.append(f"one seed ({shown}), so no spread over seeds")
+    pair_infos = [i for i in (info_a, info_b) if i]
+    if str(dataset).startswith("demo") or any(i.get("quick") for i in pair_infos):
+        caveats.append("smoke scale (quick configs and/or demo data)")
+    if caveats:
+        parts.append(f"Caution: {'; '.join(caveats)}. This compares two runs; it does not show that one "
+                     f"method is better in general.")
+    parts.append(caption(rows, infos))
+    return " ".join(parts)
+
+
+def write_comparison(result: Comparison, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``compare_<dataset>_<label>.md``, ``.tex`` and ``.csv`` (one row per column)."""
+    out_dir = Path(out_dir)
+    paths = {ext: out_dir / f"{result.stem}.{ext}" for ext in ("md", "tex", "csv")}
+    atomic_write_text(paths["md"], f"## {result.title}\n\n" + to_markdown(result.table, result.caption))
+    atomic_write_text(paths["tex"], to_latex(result.table, result.caption))
+    atomic_write_text(paths["csv"], result.numbers.to_csv(index=False, float_format="%.10g"))
+    return paths
 
 
 def write_report(
@@ -1076,13 +1434,20 @@ def _has_columns(frame: pd.DataFrame, columns: Sequence[tuple[str, str | None]])
 
 
 def applicable_layouts(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """Layout name -> datasets it can show (those with every column the layout needs)."""
+    """Layout name -> datasets it can show (those with every column the layout needs).
+
+    The seed layouts reproduce image tables: video datasets (rows with ``frame > 0`` or temporal
+    metrics) never get one.
+    """
     frame = _prepare(rows)
     found: dict[str, list[str]] = {}
+    videos = {dataset for dataset in dict.fromkeys(frame["dataset"]) if is_video(frame[frame["dataset"] == dataset])}
     for layout in LAYOUTS.values():
         datasets = []
         for dataset in dict.fromkeys(frame["dataset"]):
             if layout.group_prefix and not str(dataset).startswith(layout.group_prefix):
+                continue
+            if dataset in videos:
                 continue
             subset = frame[frame["dataset"] == dataset]
             if _has_columns(subset, _layout_columns(layout, subset)):
@@ -1092,10 +1457,15 @@ def applicable_layouts(rows: pd.DataFrame) -> dict[str, list[str]]:
     return found
 
 
-def _per_image(frame: pd.DataFrame, metric: str, protocol: str) -> pd.DataFrame:
-    """Image × label values of one column, averaged over seeds (the unit of the paired test)."""
+def per_key_values(frame: pd.DataFrame, metric: str, protocol: str) -> pd.DataFrame:
+    """Key × label values of one column: frames averaged within each key and seed, then seeds.
+
+    The unit of the paired tests and of per-video wins: an image, or a video (one value per
+    video however many frames it has).
+    """
     part = frame[(frame["metric"] == metric) & (frame["protocol"] == protocol)]
-    return part.pivot_table(index=["key", "frame"], columns="label", values="value", aggfunc="mean", dropna=False)
+    per_seed = part.groupby(["label", "seed", "key"], sort=False, dropna=False)["value"].mean().reset_index()
+    return per_seed.pivot_table(index="key", columns="label", values="value", aggfunc="mean", dropna=False)
 
 
 def _wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
@@ -1122,7 +1492,8 @@ def significance_marks(rows: pd.DataFrame, table: Table, alpha: float = SIGNIFIC
     """Mark cells whose difference to their column's best is not significant.
 
     Per column, every label with a value is compared with the (first) best label by a paired
-    two-sided Wilcoxon signed-rank test over images, on per-image values averaged over seeds.
+    two-sided Wilcoxon signed-rank test over images (videos: per-video means over frames), on
+    values averaged over seeds.
     Cells with ``p >= alpha`` get :data:`NOT_SIGNIFICANT_MARK`.
 
     Returns:
@@ -1136,7 +1507,7 @@ def significance_marks(rows: pd.DataFrame, table: Table, alpha: float = SIGNIFIC
         winners = [label for label in table.labels if _flag(table.best, label, name)]
         if not winners:
             continue
-        values = _per_image(frame, metric, protocol)
+        values = per_key_values(frame, metric, protocol)
         reference = values[winners[0]].to_numpy(dtype=float)
         for label in table.labels:
             if label in winners or label not in values.columns or not np.isfinite(table.mean.loc[label, name]):
@@ -1149,12 +1520,14 @@ def significance_marks(rows: pd.DataFrame, table: Table, alpha: float = SIGNIFIC
     if not sizes:
         return marks, p_values, ""
     images = min(sizes)
+    unit = "video" if table.per_frame or is_video(frame) else "image"
+    values_of = "per-video values (mean over frames)" if unit == "video" else "per-image values"
     text = (f"{NOT_SIGNIFICANT_MARK}: the difference to the best of its column is not significant (two-sided "
-            f"Wilcoxon signed-rank test paired by image, per-image values averaged over seeds, α = {alpha:g}; "
-            f"{images} images); unmarked differences are.")
+            f"Wilcoxon signed-rank test paired by {unit}, {values_of} averaged over seeds, α = {alpha:g}; "
+            f"{images} {unit}s); unmarked differences are.")
     smallest = 2.0 / 2**images
     if smallest >= alpha:
-        text += f" With {images} images no difference can be significant (smallest possible p = {smallest:.3g})."
+        text += f" With {images} {unit}s no difference can be significant (smallest possible p = {smallest:.3g})."
     return marks, p_values, text
 
 

@@ -197,3 +197,69 @@ def save_hashed_weights(state, directory, stem: str):
 def hashed_weights_writer():
     """:func:`save_hashed_weights` as a fixture, for modules that make fake torchvision releases."""
     return save_hashed_weights
+
+
+def write_tiny_video(root, layout: str = "generic", n_train: int = 3, n_test: int = 2, frames: int = 6,
+                     size: tuple[int, int] = (24, 32), motion: bool = True, seed: int = 0,
+                     source_suffix: str = "_600"):
+    """Write tiny videos in one of the VideoDataModule layouts.
+
+    Each video is a window of ``size`` (h, w) panning over a smooth random scene by a whole number
+    of pixels per frame, so frame ``t`` maps to the scene by the translation ``(dx_t, dy_t)``.
+    Training videos have ``frames`` frames, test video ``i`` has ``frames + i`` (lengths differ).
+    Targets are :func:`tiny_target` of the 8-bit input, except in the weakly aligned
+    ``ntire_vqm`` layout, where the target window is offset by (2, 1) px and 4 px larger on each
+    side (another resolution).
+
+    Layouts: ``generic``: ``root/{train,test}/video<i>/{input,target}/%06d.png`` plus
+    ``motion.json`` (``{"convention", "frames": {stem: [[1, 0, dx], [0, 1, dy]]}}``) when
+    ``motion``; ``ntire_vqm``: ``root/{Training,Validation}{Source,Target}Domain/%03d/%06d.png``;
+    ``intvid``: the same with ``source_suffix`` appended to the source-domain folder names.
+
+    Returns:
+        root
+    """
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    h, w = size
+    splits = ("train", "test") if layout == "generic" else ("Training", "Validation")
+    for split, count in zip(splits, (n_train, n_test), strict=True):
+        for index in range(count):
+            length = frames if split == splits[0] else frames + index
+            vx, vy = int(rng.integers(0, 3)), int(rng.integers(0, 2))
+            scene = _smooth_image(rng, h + vy * length + 8, w + vx * length + 8)
+            if layout == "generic":
+                folder = root / split / f"video{index}"
+                source_dir, target_dir = folder / "input", folder / "target"
+            else:
+                suffix = source_suffix if layout == "intvid" else ""
+                source_dir = root / f"{split}SourceDomain{suffix}" / f"{index:03d}"
+                target_dir = root / f"{split}TargetDomain" / f"{index:03d}"
+            affines = {}
+            for t in range(length):
+                dx, dy = vx * t, vy * t
+                frame = np.rint(scene[dy : dy + h, dx : dx + w] * 255) / 255
+                if layout == "ntire_vqm":
+                    target = tiny_target(scene[dy + 1 : dy + 1 + h + 4, dx + 2 : dx + 2 + w + 4])
+                else:
+                    target = tiny_target(frame.astype(np.float32))
+                _write_png(source_dir / f"{t:06d}.png", frame)
+                _write_png(target_dir / f"{t:06d}.png", target)
+                affines[f"{t:06d}"] = [[1.0, 0.0, float(dx)], [0.0, 1.0, float(dy)]]
+            if layout == "generic" and motion:
+                (source_dir.parent / "motion.json").write_text(json.dumps(
+                    {"convention": "frame pixel (x right, y down, centres at integers) -> scene pixel",
+                     "frames": affines}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_video(tmp_path_factory):
+    """Tiny generic-layout videos (3 train x 6 frames, 2 test of 6 and 7 frames, 24x32, with
+    motion.json) shared by the tests that only read them."""
+    return write_tiny_video(tmp_path_factory.mktemp("tiny_video"))

@@ -29,6 +29,7 @@ TINY_DATA: dict[str, tuple[str, dict]] = {
     "datamodules.paired.PairedDataModule": ("tiny_paired", PAIRED_TINY_ARGS),
     "datamodules.weakly_paired.WeaklyPairedDataModule": ("tiny_weak", {"phone": "tiny", "patch_size": 32}),
     "datamodules.unpaired.UnpairedDataModule": ("tiny_unpaired", {"split": "tiny", "crop_size": 32}),
+    "datamodules.video.VideoDataModule": ("tiny_video", {"crop_size": 16, "clip_length": 3, "eval_chunk": 4}),
 }
 
 
@@ -64,16 +65,29 @@ def test_every_kind_of_config_ships():
     assert METHOD_CONFIGS and DATA_CONFIGS and TRAINER_CONFIGS and SUITE_CONFIGS
 
 
+VIDEO_DATA = "datamodules.video.VideoDataModule"
+
+
+def is_video_method(class_path: str) -> bool:
+    """Whether the method consumes clips itself (it then trains and is tested on video data)."""
+    import importlib
+
+    module, name = class_path.rsplit(".", 1)
+    return bool(getattr(getattr(importlib.import_module(module), name), "video", False))
+
+
 @pytest.mark.parametrize("method_config", METHOD_CONFIGS, ids=lambda p: p.stem)
-def test_method_config(method_config, tiny_paired, tmp_path):
+def test_method_config(method_config, request, tmp_path):
     declared = load_yaml(method_config)["model"]
-    overrides = tiny_overrides(tiny_paired, tmp_path)
+    video = is_video_method(declared["class_path"])
+    fixture, data_args = TINY_DATA[VIDEO_DATA] if video else TINY_DATA["datamodules.paired.PairedDataModule"]
+    overrides = tiny_overrides(request.getfixturevalue(fixture), tmp_path, data_args)
     if "content_backbone" in (declared.get("init_args") or {}):
         # Shipped configs name the pretrained VGG-19, whose file tests do not have; a method never
         # falls back silently, so the test asks for the seeded random stand-in explicitly.
         overrides["model.init_args.content_backbone"] = "random"
-    config = compose(CONFIG_ROOT / "trainer/quick.yaml", method_config, CONFIG_ROOT / "data/demo.yaml",
-                     overrides=overrides)
+    data_config = CONFIG_ROOT / ("data/demo_video.yaml" if video else "data/demo.yaml")
+    config = compose(CONFIG_ROOT / "trainer/quick.yaml", method_config, data_config, overrides=overrides)
     cli = build_cli(config, run=False, save_config=False)
     model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
     assert f"{type(model).__module__}.{type(model).__name__}" == declared["class_path"]
@@ -105,7 +119,8 @@ def test_method_config(method_config, tiny_paired, tmp_path):
         assert trainer.global_step >= 1
     trainer.test(model, datamodule=datamodule, verbose=False)
     evaluator = next(cb for cb in trainer.callbacks if type(cb).__name__ == "Evaluator")
-    assert set(evaluator.rows["metric"]) == {"psnr", "ssim", "seconds"}
+    expected = {"psnr", "ssim", "seconds"} | ({"warp_error", "flicker"} if video else set())
+    assert set(evaluator.rows["metric"]) == expected
     assert evaluator.rows["value"].notna().all()
 
 
@@ -114,12 +129,25 @@ def test_data_config(data_config, request, tmp_path):
     declared = load_yaml(data_config)["data"]
     assert declared["class_path"] in TINY_DATA, f"add tiny data for {declared['class_path']} to TINY_DATA"
     fixture, data_args = TINY_DATA[declared["class_path"]]
+    root = request.getfixturevalue(fixture)
+    layout = (declared.get("init_args") or {}).get("layout", "generic")
+    if declared["class_path"] == VIDEO_DATA and layout != "generic":  # tiny videos in the config's own layout
+        from tests.conftest import write_tiny_video
+
+        root = write_tiny_video(tmp_path / "video", layout=layout, size=(24, 32))
     config = compose(CONFIG_ROOT / "trainer/quick.yaml", CONFIG_ROOT / "methods/identity.yaml", data_config,
-                     overrides=tiny_overrides(request.getfixturevalue(fixture), tmp_path, data_args))
+                     overrides=tiny_overrides(root, tmp_path, data_args))
     datamodule = build_cli(config, run=False, save_config=False).datamodule
     assert f"{type(datamodule).__module__}.{type(datamodule).__name__}" == declared["class_path"]
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
+    if declared["class_path"] == VIDEO_DATA:  # clips of frames; whole videos streamed in chunks
+        assert batch["input"].shape[1:] == (data_args["clip_length"], 3, 16, 16)
+        assert batch["target"].shape == batch["input"].shape
+        datamodule.setup("test")
+        batch = next(iter(datamodule.test_dataloader()))
+        assert batch["protocol"] == ["f"] and batch["input"].shape[:2] == (1, data_args["eval_chunk"])
+        return
     assert batch["input"].shape[1:] == (3, 32, 32) and batch["target"].shape == batch["input"].shape
     datamodule.setup("test")
     loaders = datamodule.test_dataloader()
@@ -152,6 +180,9 @@ def test_suite_config(suite_config, request, tmp_path):
         if (spec.config["model"].get("init_args") or {}).get("content_backbone") == "vgg19":
             overrides["model.init_args.content_backbone"] = "random"  # explicit, as in test_method_config
         config = spec.config
+        if spec.init_from is not None:  # its source never ran here: compose it without the weights
+            assert config["model"]["init_args"]["init_checkpoint"] == str(spec.init_from.checkpoint)
+            overrides["model.init_args.init_checkpoint"] = None
         for key, value in overrides.items():
             set_dotted(config, key, value)
         cli = build_cli(config, run=False, save_config=False)

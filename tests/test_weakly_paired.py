@@ -204,7 +204,7 @@ def test_demo_second_build_is_a_cache_hit(demo_all: dict[str, Path]) -> None:
     build_demo(out, seed=0, progress=lines.append)
     assert time.perf_counter() - start < 1.0
     assert _states(out) == before
-    assert [line.split()[0] for line in lines] == ["paired", "weak", "unpaired"]
+    assert [line.split()[0] for line in lines] == ["paired", "weak", "unpaired", "video"]
     assert all("cached" in line for line in lines)
 
 
