@@ -140,3 +140,35 @@ def test_bad_source_references_are_refused(tmp_path, tiny_paired, tiny_video):
     bad_row = [dict(ROWS[3], init_from={"row": "nobody", "dataset": "tiny"})]
     with pytest.raises(ValueError, match="not a run of this suite"):
         expand_suite(write_video_suite(tmp_path / "b.yaml", tiny_paired, tiny_video, bad_row), tmp_path / "r")
+
+
+def test_weakly_aligned_videos_get_temporal_scores_only(tmp_path):
+    """No full-reference score where pixels do not correspond; warp error from the input's flow."""
+    from benchmark.lightning_cli import build_cli
+    from benchmark.suite import CONFIG_ROOT, deep_merge, load_yaml, set_dotted
+    from tests.conftest import write_tiny_video
+
+    root = write_tiny_video(tmp_path / "vqm", layout="ntire_vqm", size=(40, 48))
+    config = deep_merge(deep_merge(load_yaml(CONFIG_ROOT / "trainer/quick.yaml"),
+                                   load_yaml(CONFIG_ROOT / "methods/identity.yaml")),
+                        load_yaml(CONFIG_ROOT / "data/vid3oc.yaml"))
+    for key, value in {"data.init_args.root": str(root), "data.init_args.num_workers": 0,
+                       "data.init_args.eval_chunk": 4, "trainer.accelerator": "cpu",
+                       "trainer.enable_progress_bar": False, "evaluator.out_dir": str(tmp_path / "run")}.items():
+        set_dotted(config, key, value)
+    cli = build_cli(config, run=False, save_config=False)
+    assert cli.datamodule.aligned is False
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    rows = results.read_rows(tmp_path / "run" / results.ROWS_FILE)
+    assert set(rows["metric"]) == {"warp_error", "flicker", "seconds"}
+    # The input frames pan by whole pixels: Farneback recovers most of it, so identity's warp
+    # error (its output is the input) is small — but not zero, unlike with known motion.
+    warp = rows.query("metric == 'warp_error'")
+    unwarped = []  # the same pairs compared without any motion compensation
+    for row in warp.itertuples():
+        folder = root / "ValidationSourceDomain" / row.key
+        previous, current = (np.round(read_image(folder / f"{row.frame + d:06d}.png").astype(np.float64) * 255) / 255
+                             for d in (-1, 0))
+        unwarped.append(np.mean((current - previous) ** 2))
+    assert warp["value"].mean() < 0.5 * np.mean(unwarped)
+    assert rows["value"].notna().all()
