@@ -32,10 +32,10 @@ class EnhancementMethod(L.LightningModule):
 
     Video, for every image method without per-method code (design.md section 4): evaluation
     batches of video data are clips ``(B, T, 3, H, W)``, and ``enhance_clip`` runs ``enhance`` on
-    each frame independently (:func:`per_frame`, the one per-frame wrapper); in training, clips
-    are flattened into batches of ``B·T`` frames before ``training_step`` sees them
-    (:func:`clips_as_images`), so an image method trains on video frames as on images. A video
-    method (``video = True``) gets the clips as they are and overrides ``enhance_clip``.
+    each frame independently (:func:`per_frame`, the one per-frame wrapper). In training, the
+    video data module hands an image method (``video = False``) batches of frames instead of
+    clips (``datamodules.video.clips_as_images``), so it trains on video frames as on images; a
+    video method gets the clips and overrides ``enhance_clip``.
     """
 
     trainable: ClassVar[bool] = True
@@ -79,13 +79,6 @@ class EnhancementMethod(L.LightningModule):
             out["frame_start"] = batch["frame_start"]
         return out
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Training batches of clips become batches of frames for an image method."""
-        if (not self.video and self._trainer is not None and self.trainer.training and isinstance(batch, dict)
-                and getattr(batch.get("input"), "ndim", 0) == 5):
-            return clips_as_images(batch)
-        return batch
-
     def proxy_notes(self) -> list[str]:
         """Caption notes when this configuration is a proxy of the paper's (e.g. a content loss on
         a randomly initialised backbone in smoke runs). Suites record them in run.json and
@@ -120,22 +113,6 @@ def per_frame(enhance: Callable[[Tensor], Tensor], clip: Tensor) -> Tensor:
     if clip.ndim != 5:
         raise ValueError(f"expected a clip (B, T, 3, H, W), got shape {tuple(clip.shape)}")
     return torch.stack([enhance(clip[:, t]) for t in range(clip.shape[1])], dim=1)
-
-
-def clips_as_images(batch: dict[str, Any]) -> dict[str, Any]:
-    """A training batch of clips ``(B, T, 3, H, W)`` as a batch of ``B·T`` frames.
-
-    ``input`` and ``target`` are flattened frame-major per clip; ``key`` is repeated per frame;
-    per-clip entries (``frame_start``) are dropped, since frames of a batch no longer form clips.
-    """
-    out: dict[str, Any] = {}
-    frames = batch["input"].shape[1]
-    for name, value in batch.items():
-        if isinstance(value, Tensor) and value.ndim == 5:
-            out[name] = value.flatten(0, 1)
-        elif name == "key":
-            out[name] = [key for key in value for _ in range(frames)]
-    return out
 
 
 class NonLearnedMethod(EnhancementMethod):

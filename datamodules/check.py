@@ -255,21 +255,81 @@ def format_report(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
+def check_video(root: str | Path, layout: str, source_suffix: str = "", deep: bool = False) -> tuple[list[str], bool]:
+    """Verify a video dataset the way ``datamodules.video.VideoDataModule`` reads it.
+
+    Lists every video of each split with its frame count (frames matched by stem between input
+    and target, known motion covering every frame), and with ``deep`` decodes every frame and
+    checks that the frames of a video share one size (and, for pixel-aligned layouts, that input
+    and target sizes agree).
+
+    Returns:
+        Report lines and whether the dataset is usable.
+    """
+    from datamodules.video import FrameStore, VideoDataModule, VideoEvalDataset
+
+    module = VideoDataModule(str(root), layout=layout, source_suffix=source_suffix)  # type: ignore[arg-type]
+    lines = [f"video dataset {root} (layout {layout}, "
+             f"{'pixel-aligned' if module.aligned else 'weakly aligned: no full-reference scores'})"]
+    ok = True
+    found = 0
+    for part in ("train", "test"):
+        input_dir, target_dir = module.folders(part)
+        if not module.has_split(part):
+            lines.append(f"  {part}: no split folder ({input_dir}" + (f", {target_dir})" if target_dir != input_dir
+                                                                      else ")"))
+            continue
+        try:
+            videos = module.videos(part)
+        except (OSError, ValueError) as err:
+            lines.append(f"  ERROR {part}: {err}")
+            ok = False
+            continue
+        found += 1
+        frames = sum(video.num_frames for video in videos)
+        with_motion = sum(video.motion is not None for video in videos)
+        lines.append(f"  {part}: {len(videos)} videos, {frames} frames "
+                     f"({min(v.num_frames for v in videos)}-{max(v.num_frames for v in videos)} per video), "
+                     f"known motion for {with_motion}")
+        if deep:
+            # Streams every frame through the evaluation reader, which checks sizes per video.
+            stream = VideoEvalDataset(videos, chunk=max(v.num_frames for v in videos), aligned=module.aligned,
+                                      store=FrameStore())
+            for video in videos:
+                try:
+                    stream.item(video, 0)
+                except (OSError, ValueError) as err:
+                    lines.append(f"  ERROR {err}")
+                    ok = False
+    if not found:
+        lines.append("  ERROR neither a train nor a test split was found")
+        ok = False
+    lines.append(f"  result: {'OK' if ok else 'PROBLEMS FOUND'}")
+    return lines, ok
+
+
 def main_check(argv: list[str]) -> int:
-    """``qmap data check ROOT [--split NAME] [--deep]``: prints the report.
+    """``qmap data check ROOT [--split NAME] [--deep] [--video LAYOUT]``: prints the report.
 
     Returns:
         0 when the dataset is usable, 1 otherwise.
     """
-    parser = argparse.ArgumentParser(prog="qmap data check", description="Verify a paired dataset.")
-    parser.add_argument("root", help="dataset root holding input/ and target/ (or expertC/)")
+    parser = argparse.ArgumentParser(prog="qmap data check", description="Verify a paired or video dataset.")
+    parser.add_argument("root", help="dataset root holding input/ and target/ (or expertC/), or a video dataset root")
     parser.add_argument(
         "--split", default=None,
         help="split to check (built-in name, splits/ folder name or path; `dpe` also checks the "
              "2250/2250/498 counts of DPE's train_input/train_label/test lists)",
     )
     parser.add_argument("--deep", action="store_true", help="decode every image, not just headers")
+    parser.add_argument("--video", choices=("generic", "ntire_vqm", "intvid"), default=None, metavar="LAYOUT",
+                        help="check a video dataset in this layout (generic, ntire_vqm, intvid)")
+    parser.add_argument("--source-suffix", default="", help="intvid: suffix of the source-domain folders")
     args = parser.parse_args(argv)
+    if args.video:
+        lines, ok = check_video(args.root, args.video, args.source_suffix, deep=args.deep)
+        print("\n".join(lines))
+        return 0 if ok else 1
     report = check_dataset(args.root, split=args.split, deep=args.deep)
     print(format_report(report))
     return 0 if report.ok else 1

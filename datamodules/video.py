@@ -29,7 +29,10 @@ Training: random clips (:class:`VideoTrainDataset`). Every (video, start) pair w
 its number of start positions. One crop position and one horizontal flip serve a whole clip;
 pixel-aligned pairs share the crop position, weakly aligned targets get their own (they may have
 another resolution). Draws come from torch's generator, so ``seed_everything`` fixes them (and
-Lightning seeds each DataLoader worker differently).
+Lightning seeds each DataLoader worker differently). An image method (``EnhancementMethod.video``
+False) gets each training batch of clips as a batch of frames (:func:`clips_as_images`, in the
+data module's ``on_after_batch_transfer``), so every image method trains on video frames as on
+images; a video method gets the clips.
 
 Evaluation: whole videos, streamed in order in chunks of ``eval_chunk`` frames
 (:class:`VideoEvalDataset`, an IterableDataset: Lightning inserts no DistributedSampler). Under
@@ -83,6 +86,7 @@ __all__ = [
     "VideoEvalDataset",
     "VideoTrainDataset",
     "assign_videos",
+    "clips_as_images",
     "scale_motion",
 ]
 
@@ -504,6 +508,22 @@ class VideoEvalDataset(IterableDataset):
         return out
 
 
+def clips_as_images(batch: dict[str, object]) -> dict[str, object]:
+    """A training batch of clips ``(B, T, 3, H, W)`` as a batch of ``B·T`` frames.
+
+    ``input`` and ``target`` are flattened frame-major per clip; ``key`` is repeated per frame;
+    per-clip entries (``frame_start``) are dropped, since frames of a batch no longer form clips.
+    """
+    out: dict[str, object] = {}
+    frames = batch["input"].shape[1]  # type: ignore[union-attr]
+    for name, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.ndim == 5:
+            out[name] = value.flatten(0, 1)
+        elif name == "key":
+            out[name] = [key for key in value for _ in range(frames)]  # type: ignore[union-attr]
+    return out
+
+
 def _rank_and_world_size() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -732,6 +752,15 @@ class VideoDataModule(L.LightningDataModule):
     def eval_dataset(self) -> VideoEvalDataset:
         """The chunk stream of the evaluated split."""
         return VideoEvalDataset(self.videos("test"), self.eval_chunk, self.aligned, self._store)
+
+    def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
+        """Training clips become batches of frames when the method is an image method
+        (``EnhancementMethod.video`` False): it then trains on video frames as on images."""
+        trainer = self.trainer
+        if (trainer is not None and trainer.training and not getattr(trainer.lightning_module, "video", False)
+                and isinstance(batch, dict) and getattr(batch.get("input"), "ndim", 0) == 5):
+            return clips_as_images(batch)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         """Random clips, reshuffled every epoch (``train_samples_per_epoch`` per epoch)."""

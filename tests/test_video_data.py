@@ -309,3 +309,30 @@ def test_bad_arguments():
         VideoDataModule("x", eval_chunk=0)
     with pytest.raises(ValueError, match="source_suffix applies to the intvid layout only"):
         VideoDataModule("x", source_suffix="_600")
+
+
+def test_data_check_reports_a_video_dataset_and_its_problems(tmp_path, capsys):
+    import shutil
+
+    from datamodules.check import main_check
+
+    root = write_tiny_video(tmp_path / "ok", frames=6)
+    assert main_check([str(root), "--video", "generic", "--deep"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 3 videos, 18 frames" in out and "test: 2 videos, 13 frames" in out and "result: OK" in out
+    broken = tmp_path / "broken"
+    shutil.copytree(root, broken)
+    (broken / "test" / "video1" / "target" / "000004.png").unlink()
+    assert main_check([str(broken), "--video", "generic"]) == 1
+    out = capsys.readouterr().out
+    assert "video1" in out and "000004" in out and "PROBLEMS FOUND" in out
+    # --deep decodes every frame: a frame of another size is named.
+    resized = tmp_path / "resized"
+    shutil.copytree(root, resized)
+    from tests.conftest import _write_png
+
+    _write_png(resized / "train" / "video0" / "input" / "000002.png", np.zeros((20, 32, 3), np.float32))
+    assert main_check([str(resized), "--video", "generic"]) == 0  # headers only: not seen
+    capsys.readouterr()
+    assert main_check([str(resized), "--video", "generic", "--deep"]) == 1
+    assert "000002.png" in capsys.readouterr().out

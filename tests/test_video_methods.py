@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from baselines.base import clips_as_images, per_frame
+from baselines.base import per_frame
 from baselines.dacal import DACAL, RecurrentDACAL
 from baselines.layers import ConvGRUCell
 from benchmark.lightning_cli import build_cli
 from benchmark.suite import CONFIG_ROOT, deep_merge, load_yaml
+from datamodules.video import clips_as_images
 
 IMAGE_METHOD_CONFIGS = [path for path in sorted((CONFIG_ROOT / "methods").glob("*.yaml"))
                         if "recurrent" not in path.stem]
@@ -256,3 +257,35 @@ def test_streaming_memory_stays_flat():
     # The measurement can fail: the same recurrence keeping its autograd graph grows far beyond 10 %.
     leak_n, leak_4n = _stream_rss("graph", warmup=10, n=30)
     assert leak_4n > 1.10 * leak_n, f"control: {leak_n / 2**20:.1f} -> {leak_4n / 2**20:.1f} MiB"
+
+
+def test_an_image_method_trains_on_video_frames_and_a_video_method_on_clips(tiny_video, tmp_path):
+    import lightning as L
+
+    from benchmark.suite import set_dotted
+
+    seen: list[tuple[int, ...]] = []
+
+    class Shapes(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(tuple(batch["input"].shape))
+
+    for config, extra in ((CONFIG_ROOT / "methods/hdrnet.yaml", {}),
+                          (CONFIG_ROOT / "methods/dacal_recurrent.yaml",
+                           {f"model.init_args.{k}": v for k, v in SMALL_DACAL.items()} | {
+                               "model.init_args.content_backbone": "random", "model.init_args.critic_steps": 1})):
+        full = deep_merge(deep_merge(load_yaml(CONFIG_ROOT / "trainer/quick.yaml"), load_yaml(config)),
+                          load_yaml(CONFIG_ROOT / "data/demo_video.yaml"))
+        overrides = {"data.init_args.root": str(tiny_video), "data.init_args.crop_size": 16,
+                     "data.init_args.clip_length": 3, "data.init_args.batch_size": 2,
+                     "data.init_args.train_samples_per_epoch": 4, "trainer.max_steps": 2, "trainer.max_epochs": 1,
+                     "trainer.accelerator": "cpu", "trainer.enable_progress_bar": False,
+                     "trainer.default_root_dir": str(tmp_path), "evaluator.out_dir": str(tmp_path)} | extra
+        for key, value in overrides.items():
+            set_dotted(full, key, value)
+        cli = build_cli(full, run=False, save_config=False)
+        seen.clear()
+        cli.trainer.callbacks.append(Shapes())
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        expected = (2, 3, 3, 16, 16) if cli.model.video else (6, 3, 16, 16)
+        assert seen and all(shape == expected for shape in seen), (config.stem, seen)
