@@ -252,17 +252,22 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _one_sided(first: list[str], second: list[str], sides: tuple[str, str], what: str) -> list[str]:
+    """What is on one side only, one message per side (empty when both sides hold the same names)."""
+    problems = []
+    for mine, other, (name, other_name) in ((first, second, sides), (second, first, sides[::-1])):
+        present = set(other)
+        alone = [item for item in mine if item not in present]
+        if alone:
+            problems.append(f"{len(alone)} {name} {what}(s) without {other_name}: {abbreviate(alone)}")
+    return problems
+
+
 def _match_frames(key: str, where: str, input_dir: Path, target_dir: Path) -> tuple[list[str], list[Path], list[Path]]:
     """Frames of one video matched by stem (errors name the video and the unmatched stems)."""
     inputs, targets = list_frames(input_dir), list_frames(target_dir)
-    no_target = [s for s in inputs if s not in targets]
-    no_input = [s for s in targets if s not in inputs]
-    if no_target or no_input:
-        problems = []
-        if no_target:
-            problems.append(f"{len(no_target)} input frame(s) without target: {abbreviate(no_target)}")
-        if no_input:
-            problems.append(f"{len(no_input)} target frame(s) without input: {abbreviate(no_input)}")
+    problems = _one_sided(list(inputs), list(targets), ("input", "target"), "frame")
+    if problems:
         raise ValueError(f"video {key!r} ({where}): unmatched frames between {input_dir} and {target_dir}: "
                          + "; ".join(problems))
     if not inputs:
@@ -682,14 +687,8 @@ class VideoDataModule(L.LightningDataModule):
     def _domain_videos(self, source_dir: Path, target_dir: Path) -> list[Video]:
         sources = {p.name: p for p in _subfolders(source_dir)}
         targets = {p.name: p for p in _subfolders(target_dir)}
-        no_target = sorted(set(sources) - set(targets))
-        no_source = sorted(set(targets) - set(sources))
-        if no_target or no_source:
-            problems = []
-            if no_target:
-                problems.append(f"{len(no_target)} source video(s) without target: {abbreviate(no_target)}")
-            if no_source:
-                problems.append(f"{len(no_source)} target video(s) without source: {abbreviate(no_source)}")
+        problems = _one_sided(sorted(sources), sorted(targets), ("source", "target"), "video")
+        if problems:
             raise ValueError(f"unmatched videos between {source_dir} and {target_dir}: " + "; ".join(problems))
         videos = []
         for key in sorted(sources):
