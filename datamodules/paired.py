@@ -14,6 +14,7 @@ import warnings
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # transforms imports albumentations
 
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import lightning as L  # noqa: E402
@@ -210,16 +211,10 @@ class PairedDataModule(L.LightningDataModule):
         target_dir: str | None = None,
     ) -> None:
         super().__init__()
-        check_positive(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
-        if num_workers < 0 or val_count < 0:
-            raise ValueError("num_workers and val_count must not be negative")
-        if train_samples_per_epoch is not None and train_samples_per_epoch < 1:
-            raise ValueError(f"train_samples_per_epoch must be positive, got {train_samples_per_epoch}")
-        unknown = [p for p in protocols if p not in PROTOCOLS]
-        if unknown or not protocols:
-            raise ValueError(
-                f"protocols must be a non-empty subset of {list(PROTOCOLS)}, got {list(protocols)}"
-            )
+        check_positive(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                       train_samples_per_epoch=train_samples_per_epoch)
+        check_not_negative(num_workers=num_workers, val_count=val_count)
+        check_protocols(protocols)
         self.save_hyperparameters()
         self.root = Path(root)
         self.dataset = dataset
@@ -360,11 +355,25 @@ def make_loader(
     )
 
 
-def check_positive(**values: int) -> None:
-    """Raises ValueError naming the first argument that is below 1."""
+def check_positive(**values: int | None) -> None:
+    """Raises ValueError naming the first argument that is below 1 (None means "not set": allowed)."""
     for name, value in values.items():
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError(f"{name} must be positive, got {value}")
+
+
+def check_not_negative(**values: int) -> None:
+    """Raises ValueError naming the first argument that is below 0 (worker counts, counts to carve)."""
+    for name, value in values.items():
+        if value < 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+
+
+def check_protocols(protocols: Sequence[str]) -> None:
+    """Raises ValueError unless ``protocols`` is a non-empty subset of the known protocols."""
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise ValueError(f"protocols must be a non-empty subset of {list(PROTOCOLS)}, got {list(protocols)}")
 
 
 def _with_validation(spec: SplitSpec, val_count: int) -> dict[str, list[str]]:

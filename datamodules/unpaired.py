@@ -72,8 +72,15 @@ from datamodules.io import (  # noqa: E402
     match_pairs,
     split_problems,
 )
-from datamodules.paired import ImageStore, PairedEvalDataset, check_positive, make_loader  # noqa: E402
-from datamodules.transforms import PROTOCOLS, SeededTransform, paired_train_transform, to_tensor  # noqa: E402
+from datamodules.paired import (  # noqa: E402
+    ImageStore,
+    PairedEvalDataset,
+    check_not_negative,
+    check_positive,
+    check_protocols,
+    make_loader,
+)
+from datamodules.transforms import SeededTransform, paired_train_transform, to_tensor  # noqa: E402
 
 PadMode = Literal["reflect", "canvas"]
 
@@ -251,16 +258,12 @@ class UnpairedDataModule(L.LightningDataModule):
         pad_mode: PadMode = "reflect",
     ) -> None:
         super().__init__()
-        check_positive(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
-        if num_workers < 0:
-            raise ValueError(f"num_workers must not be negative, got {num_workers}")
-        if train_samples_per_epoch is not None and train_samples_per_epoch < 1:
-            raise ValueError(f"train_samples_per_epoch must be positive, got {train_samples_per_epoch}")
+        check_positive(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                       train_samples_per_epoch=train_samples_per_epoch)
+        check_not_negative(num_workers=num_workers)
         if layout not in ("folders", "lists"):
             raise ValueError(f"layout must be 'folders' or 'lists', got {layout!r}")
-        unknown = [p for p in protocols if p not in PROTOCOLS]
-        if unknown or not protocols:
-            raise ValueError(f"protocols must be a non-empty subset of {list(PROTOCOLS)}, got {list(protocols)}")
+        check_protocols(protocols)
         self.save_hyperparameters()
         self.root = Path(root)
         self.dataset = dataset

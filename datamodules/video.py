@@ -75,7 +75,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, get_worker_info
 
 from datamodules.io import abbreviate, is_image_file, read_image
-from datamodules.paired import check_positive, make_loader
+from datamodules.paired import check_not_negative, check_positive, make_loader
 from datamodules.transforms import resize_long_side, to_tensor
 
 __all__ = [
@@ -594,13 +594,9 @@ class VideoDataModule(L.LightningDataModule):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-        check_positive(clip_length=clip_length, frame_step=frame_step, batch_size=batch_size, eval_chunk=eval_chunk)
-        for name, value in (("crop_size", crop_size), ("long_side", long_side),
-                            ("train_samples_per_epoch", train_samples_per_epoch)):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be positive or None, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must not be negative, got {num_workers}")
+        check_positive(clip_length=clip_length, frame_step=frame_step, batch_size=batch_size, eval_chunk=eval_chunk,
+                       crop_size=crop_size, long_side=long_side, train_samples_per_epoch=train_samples_per_epoch)
+        check_not_negative(num_workers=num_workers)
         if source_suffix and layout != "intvid":
             raise ValueError(f"source_suffix applies to the intvid layout only, got {source_suffix!r} "
                              f"with layout {layout!r}")

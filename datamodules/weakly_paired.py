@@ -55,10 +55,11 @@ from datamodules.paired import (  # noqa: E402
     ImageStore,
     PairedEvalDataset,
     PairedTrainDataset,
+    check_not_negative,
     check_positive,
+    check_protocols,
     make_loader,
 )
-from datamodules.transforms import PROTOCOLS  # noqa: E402
 
 __all__ = ["WeaklyPairedDataModule", "match_dped_folders"]
 
@@ -149,16 +150,12 @@ class WeaklyPairedDataModule(L.LightningDataModule):
         protocols: tuple[str, ...] = ("100",),
     ) -> None:
         super().__init__()
-        check_positive(patch_size=patch_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
-        if num_workers < 0:
-            raise ValueError(f"num_workers must not be negative, got {num_workers}")
-        if train_samples_per_epoch is not None and train_samples_per_epoch < 1:
-            raise ValueError(f"train_samples_per_epoch must be positive, got {train_samples_per_epoch}")
+        check_positive(patch_size=patch_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                       train_samples_per_epoch=train_samples_per_epoch)
+        check_not_negative(num_workers=num_workers)
         if layout not in ("dped", "folders"):
             raise ValueError(f"layout must be 'dped' or 'folders', got {layout!r}")
-        unknown = [p for p in protocols if p not in PROTOCOLS]
-        if unknown or not protocols:
-            raise ValueError(f"protocols must be a non-empty subset of {list(PROTOCOLS)}, got {list(protocols)}")
+        check_protocols(protocols)
         self.save_hyperparameters()
         self.root = Path(root)
         self.phone = phone
