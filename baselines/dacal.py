@@ -442,7 +442,7 @@ class DACAL(AdversarialMethod):
         if feature_penalty_weight and not sliced:
             raise ValueError("feature_penalty_weight needs sliced critics (it regularises the sliced head)")
         self.save_hyperparameters()
-        self.generator = DACALEnhancer(width, fusion, multiscale, coarse_size, levels)
+        self.generator = self.build_generator()
         inputs = {"color": 3, "texture": 1} if frequency_split else {"image": 3}
         self.critics = nn.ModuleDict({
             name: SlicedCritic(channels, critic_width, sliced, critic_features, critic_projections)
@@ -455,6 +455,11 @@ class DACAL(AdversarialMethod):
         self.blur = GaussianBlur(blur_kernel_size, blur_sigma, mode=blur_mode, padding="zeros", sigma_y=blur_sigma_y)
         self.content_loss = ContentLoss(content_backbone, content_weights) if w_content > 0 else None
         self._penalties: dict[str, Tensor] = {}
+
+    def build_generator(self) -> DACALEnhancer:
+        """The enhancer, from the saved hyperparameters (the video subclass builds its own)."""
+        hp = self.hparams
+        return DACALEnhancer(hp.width, hp.fusion, hp.multiscale, hp.coarse_size, hp.levels)
 
     @property
     def full_resolution(self) -> str:  # type: ignore[override]
@@ -606,11 +611,10 @@ class RecurrentDACALEnhancer(DACALEnhancer):
         new_state: list[Tensor] = []
 
         def recur(features: Tensor) -> Tensor:
-            previous = state if state is not None and state.shape[-2:] == features.shape[-2:] else None
-            if state is not None and previous is None:
+            if state is not None and state.shape[-2:] != features.shape[-2:]:
                 raise ValueError(f"frame of {tuple(frame.shape[-2:])} does not match the video's earlier frames "
                                  f"(state {tuple(state.shape[-2:])} vs features {tuple(features.shape[-2:])})")
-            updated = self.gru(features, previous)
+            updated = self.gru(features, state)
             new_state.append(updated)
             return features + self.state_to_features(updated)
 
@@ -707,7 +711,6 @@ class RecurrentDACAL(DACAL):
             raise ValueError(f"bptt_frames must be >= 1 or None, got {bptt_frames}")
         super().__init__(**dacal_args)
         hp = self.hparams
-        self.generator = RecurrentDACALEnhancer(hp.width, hp.fusion, gru_kernel)
         if temporal_critic:
             self.critics["temporal"] = SlicedCritic(3, hp.critic_width, hp.sliced, hp.critic_features,
                                                     hp.critic_projections)
@@ -718,6 +721,10 @@ class RecurrentDACAL(DACAL):
         if init_checkpoint:
             self.loaded_from_checkpoint = self.load_image_checkpoint(init_checkpoint)
         self._streams: dict[str, Tensor] = {}
+
+    def build_generator(self) -> RecurrentDACALEnhancer:
+        hp = self.hparams
+        return RecurrentDACALEnhancer(hp.width, hp.fusion, hp.gru_kernel)
 
     @property
     def full_resolution(self) -> str:  # type: ignore[override]
@@ -766,11 +773,13 @@ class RecurrentDACAL(DACAL):
         """Per-frame DACAL views of every frame, plus the temporal view of a clip."""
         if image.ndim != 5:
             return super().critic_views(image)
-        views = super().critic_views(image.flatten(0, 1))
+        frames = image.flatten(0, 1)
+        views = super().critic_views(frames)
         if "temporal" in self.critics:
             if image.shape[1] < 2:
                 raise ValueError("the temporal critic needs clips of at least 2 frames (clip_length >= 2)")
-            blurred = self.blur(image.flatten(0, 1)).unflatten(0, image.shape[:2])
+            # The colour critic's view is already the blurred frames (frequency split on): reuse it.
+            blurred = (views["color"] if "color" in views else self.blur(frames)).unflatten(0, image.shape[:2])
             views["temporal"] = (blurred[:, 1:] - blurred[:, :-1]).flatten(0, 1)
         return views
 

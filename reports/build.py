@@ -211,11 +211,13 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, layout
     if comparisons:
         files.seconds["comparisons"] = time.perf_counter() - clock
 
+    # Each dataset's rows and finished runs, shared by the preference and plot sections.
+    per_dataset = [(dataset, frame[frame["dataset"] == dataset], [i for i in done if str(i.get("dataset")) == dataset])
+                   for dataset in datasets]
+
     clock = time.perf_counter()
     sections.append(Section("Preference matrices"))
-    for dataset in datasets:
-        subset = frame[frame["dataset"] == dataset]
-        ds_infos = [i for i in done if str(i.get("dataset")) == dataset]
+    for dataset, subset, ds_infos in per_dataset:
         paths, section, notes = _virtual_preference(subset, dataset, ds_infos, order,
                                                     out_dir / "preference" / dataset, bootstrap)
         files.notes += notes
@@ -226,9 +228,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, layout
 
     clock = time.perf_counter()
     sections.append(Section("Plots and sample images"))
-    for dataset in datasets:
-        subset = frame[frame["dataset"] == dataset]
-        ds_infos = [i for i in done if str(i.get("dataset")) == dataset]
+    for dataset, subset, ds_infos in per_dataset:
         written_plots, plot_sections, notes = _plots(subset, dataset, ds_infos, order, runs_dir, out_dir / "plots")
         files.plots += written_plots
         sections += plot_sections
